@@ -5,9 +5,12 @@
 //! - `[data-testid=draft]`: a textarea, present in the SSR HTML;
 //! - `[data-testid=draft-count]`: its live character count;
 //! - `[data-testid=hydrated]`: reads "hydrated" only once the WASM has run
-//!   (effects never run during server rendering).
+//!   (effects never run during server rendering);
+//! - `[data-testid=draft-delta]`: the delta of the last edit, computed in the
+//!   browser by the `shared` crate compiled to WebAssembly, in its wire form.
 
 use leptos::prelude::*;
+use shared::Delta;
 
 /// Formats a character count, e.g. `0 characters`, `1 character`.
 fn count_label(n: usize) -> String {
@@ -22,6 +25,7 @@ fn count_label(n: usize) -> String {
 #[component]
 pub fn HomePage() -> impl IntoView {
     let draft = RwSignal::new(String::new());
+    let last_delta = RwSignal::new(String::from("none yet"));
     let hydrated = RwSignal::new(false);
 
     // Effects only run in the browser, after hydration.
@@ -48,10 +52,17 @@ pub fn HomePage() -> impl IntoView {
                 data-testid="draft"
                 rows="6"
                 placeholder="Start typing…"
-                on:input:target=move |ev| draft.set(ev.target().value())
+                on:input:target=move |ev| {
+                    let new = ev.target().value();
+                    let delta = draft.with(|old| Delta::diff(old, &new));
+                    last_delta.set(serde_json::to_string(&delta).unwrap_or_default());
+                    draft.set(new);
+                }
             ></textarea>
             <p class="meta">
                 <span data-testid="draft-count">{count}</span>
+                " · last edit as a delta: "
+                <code data-testid="draft-delta">{last_delta}</code>
             </p>
             <p class="status" data-testid="hydrated">{status}</p>
         </section>

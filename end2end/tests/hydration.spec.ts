@@ -24,6 +24,8 @@ test("home page hydrates and the draft counter is live", async ({ page }) => {
   await draft.pressSequentially("hello");
   await expect(draft).toHaveValue("hello");
   await expect(count).toHaveText("5 characters");
+  // The delta was computed in the browser by the shared crate (WebAssembly).
+  await expect(page.getByTestId("draft-delta")).toHaveText('[4,"o"]');
 });
 
 test("health check answers ok", async ({ request }) => {

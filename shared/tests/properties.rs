@@ -156,3 +156,35 @@ proptest! {
         sim::run(&config, &actions).map_err(TestCaseError::fail)?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Bad input is answered with an error and changes nothing: deltas that
+    /// do not fit the text, bases in the future, stale sequence numbers.
+    #[test]
+    fn bad_changes_change_nothing(
+        (t, good, _b) in text_and_two_deltas(),
+        bad_len in 0usize..40,
+        base in 0u64..4,
+    ) {
+        use shared::{Author, Change, ClientId, DocumentState, Limits, Revision, Seq};
+        let mut doc = DocumentState::new(&t, Revision(0), SectionPolicy::Line, Limits::default());
+        let client = ClientId::new(9).unwrap();
+        let author = Author::new("x");
+        doc.submit(Change { client, seq: Seq(5), base: Revision(0), delta: good }, author.clone()).unwrap();
+        let (text, revision) = (doc.text().to_string(), doc.revision());
+
+        let bad = Delta::identity(bad_len);
+        let fits = bad_len == doc.text().len_chars() || (base == 0 && bad_len == t.chars().count());
+        let result = doc.submit(Change { client, seq: Seq(6), base: Revision(base), delta: bad.clone() }, author.clone());
+        if base > revision.0 || !fits {
+            prop_assert!(result.is_err(), "{:?}", result);
+            prop_assert_eq!(doc.text().to_string(), text.clone());
+            prop_assert_eq!(doc.revision(), revision);
+        }
+        let stale = doc.submit(Change { client, seq: Seq(1), base: revision, delta: bad }, author);
+        prop_assert!(stale.is_err());
+        prop_assert_eq!(doc.text().to_string(), text);
+    }
+}
