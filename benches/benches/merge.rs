@@ -111,14 +111,13 @@ fn rebase_depth(bencher: Bencher, depth: usize) {
     let text: String = (0..lines).map(|i| format!("line {i} of the document\n")).collect();
     let policy = SectionPolicy::Line;
     let mut doc = DocumentState::new(&text, Revision(0), policy, limits());
-    let mut len = text.chars().count();
+    let mut current = text.clone();
     for k in 0..depth {
         // Other people type at the end of lines 1000 and up.
         let line = 1000 + k % 900;
-        let doc_text = doc.text();
-        let pos = doc_text.line_to_char(line + 1) - 1;
-        let delta = Delta::splice(len, pos, 0, "!").unwrap();
-        len = delta.target_len();
+        let pos = current.match_indices('\n').nth(line).map(|(i, _)| i).unwrap();
+        let delta = Delta::splice(current.len(), pos, 0, "!").unwrap();
+        current = delta.apply(&current).unwrap();
         let change = Change {
             client: ClientId::new(2 + k as u64).unwrap(),
             seq: Seq(1),

@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use ropey::Rope;
+use jumprope::JumpRope;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -39,7 +39,8 @@ pub enum Op {
 /// A change from one text to another. See the module documentation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delta {
-    ops: Vec<Op>,
+    /// A keystroke is three operations: kept inline, no allocation.
+    ops: SmallVec<[Op; 3]>,
     base_len: usize,
     target_len: usize,
 }
@@ -341,8 +342,9 @@ impl Delta {
             .sum()
     }
 
-    /// Applies the delta to a rope, in place. On error the rope is unchanged.
-    pub fn apply_to_rope(&self, rope: &mut Rope) -> Result<(), Error> {
+    /// Applies the delta to the server's text, in place. On error the text
+    /// is unchanged.
+    pub fn apply_to_rope(&self, rope: &mut JumpRope) -> Result<(), Error> {
         if rope.len_chars() != self.base_len {
             return Err(Error::BaseLength {
                 expected: self.base_len,

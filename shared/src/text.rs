@@ -4,19 +4,23 @@
 //! These helpers convert between character and byte offsets of a `str` with
 //! word-at-a-time scans, and give section policies one view of line
 //! boundaries ([`Lines`]) over both the browser's `str` and the server's
-//! rope, so both sides compute the very same sections.
+//! `JumpRope`, so both sides compute the very same sections.
 
-use ropey::Rope;
+use std::cell::Cell;
 
-/// Number of characters in `s`. Counts the bytes that start a character.
+use jumprope::JumpRope;
+
+use crate::delta::{Delta, Op};
+
+/// Number of characters in `s`.
 pub fn char_count(s: &str) -> usize {
-    count_char_starts(s.as_bytes())
-}
-
-fn count_char_starts(bytes: &[u8]) -> usize {
-    // A byte starts a character unless it is a continuation byte 0b10xx_xxxx.
-    // Written so that LLVM vectorizes it.
-    bytes.iter().filter(|&&b| (b as i8) >= -0x40).count()
+    // ASCII is checked many bytes at a time, and counting is the standard
+    // library's word-at-a-time count.
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    }
 }
 
 /// Byte offset of character `chars` in `s`, or `None` when `s` is shorter.
@@ -28,36 +32,26 @@ pub fn byte_offset(s: &str, chars: usize) -> Option<usize> {
 /// Byte offset reached by walking `chars` characters forward from byte `from`
 /// (which must be a character boundary).
 pub fn byte_offset_from(s: &str, from: usize, chars: usize) -> Option<usize> {
-    let bytes = &s.as_bytes()[from..];
-    // Fast path: whole chunks whose characters we can count at once.
-    const CHUNK: usize = 64;
+    let rest = &s.as_bytes()[from..];
+    if chars <= rest.len() && rest[..chars].is_ascii() {
+        return Some(from + chars);
+    }
+    // A window of `left` bytes holds at most `left` characters: count the
+    // ones in it (finishing a character cut by its end), skip them, repeat.
+    let mut at = from;
     let mut left = chars;
-    let mut at = 0;
-    while left >= CHUNK && at + CHUNK <= bytes.len() {
-        let n = count_char_starts(&bytes[at..at + CHUNK]);
-        if n > left {
-            break;
-        }
-        left -= n;
-        at += CHUNK;
-    }
-    // The chunk boundary may split a character: step to the next start.
-    while at < bytes.len() && (bytes[at] as i8) < -0x40 {
-        at += 1;
-    }
-    // Remaining characters one by one. Continuation bytes skipped above were
-    // counted with their chunk, so we only count starts from here.
     while left > 0 {
-        if at >= bytes.len() {
+        if at == s.len() {
             return None;
         }
-        at += 1;
-        while at < bytes.len() && (bytes[at] as i8) < -0x40 {
-            at += 1;
+        let mut end = (at + left).min(s.len());
+        while !s.is_char_boundary(end) {
+            end += 1;
         }
-        left -= 1;
+        left -= s[at..end].chars().count();
+        at = end;
     }
-    Some(from + at)
+    Some(at)
 }
 
 /// Line boundaries of a text, as section policies need them.
@@ -86,7 +80,7 @@ impl Lines for str {
         let Some(byte) = byte_offset(self, pos) else {
             return self.len_chars();
         };
-        match self.as_bytes()[..byte].iter().rposition(|&b| b == b'\n') {
+        match memchr::memrchr(b'\n', &self.as_bytes()[..byte]) {
             Some(nl) => pos - char_count(&self[nl + 1..byte]),
             None => 0,
         }
@@ -96,7 +90,7 @@ impl Lines for str {
         let Some(byte) = byte_offset(self, pos) else {
             return self.len_chars();
         };
-        match self.as_bytes()[byte..].iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', &self.as_bytes()[byte..]) {
             Some(nl) => pos + char_count(&self[byte..byte + nl]),
             None => pos + char_count(&self[byte..]),
         }
@@ -104,35 +98,160 @@ impl Lines for str {
 
     fn line_of(&self, pos: usize) -> usize {
         let byte = byte_offset(self, pos).unwrap_or(self.len());
-        self.as_bytes()[..byte].iter().filter(|&&b| b == b'\n').count()
+        memchr::memchr_iter(b'\n', &self.as_bytes()[..byte]).count()
     }
 }
 
-/// The server's document text. Lines are split on `'\n'` only (ropey is
-/// built without its CR and Unicode line-break features), matching `str`.
-impl Lines for Rope {
+/// The server's document text. Lines are found by scanning for `'\n'`
+/// outwards from the position in growing windows: a line costs its length.
+/// (Typing along a line costs nothing: see [`LineCache`].)
+impl Lines for JumpRope {
     fn len_chars(&self) -> usize {
-        Rope::len_chars(self)
+        JumpRope::len_chars(self)
     }
 
     fn line_start(&self, pos: usize) -> usize {
-        let pos = pos.min(Rope::len_chars(self));
-        self.line_to_char(self.char_to_line(pos))
+        let pos = pos.min(JumpRope::len_chars(self));
+        let mut window = 256;
+        loop {
+            let from = pos.saturating_sub(window);
+            let mut found = None;
+            let mut at = from;
+            for (chunk, chars) in self.slice_substrings_with_len(from..pos) {
+                if let Some(nl) = memchr::memrchr(b'\n', chunk.as_bytes()) {
+                    found = Some(at + char_count(&chunk[..=nl]));
+                }
+                at += chars;
+            }
+            match found {
+                Some(start) => return start,
+                None if from == 0 => return 0,
+                None => window *= 4,
+            }
+        }
     }
 
     fn line_end(&self, pos: usize) -> usize {
-        let len = Rope::len_chars(self);
-        let pos = pos.min(len);
-        let line = self.char_to_line(pos);
-        if line + 1 < self.len_lines() {
-            self.line_to_char(line + 1) - 1
-        } else {
-            len
+        let len = JumpRope::len_chars(self);
+        let mut from = pos.min(len);
+        let mut window = 256;
+        loop {
+            let to = (from + window).min(len);
+            let mut at = from;
+            for (chunk, chars) in self.slice_substrings_with_len(from..to) {
+                if let Some(nl) = memchr::memchr(b'\n', chunk.as_bytes()) {
+                    return at + char_count(&chunk[..nl]);
+                }
+                at += chars;
+            }
+            if to == len {
+                return len;
+            }
+            from = to;
+            window *= 4;
         }
     }
 
     fn line_of(&self, pos: usize) -> usize {
-        self.char_to_line(pos.min(Rope::len_chars(self)))
+        let pos = pos.min(JumpRope::len_chars(self));
+        self.slice_substrings(0..pos)
+            .map(|chunk| memchr::memchr_iter(b'\n', chunk.as_bytes()).count())
+            .sum()
+    }
+}
+
+/// One line of the server's text whose extent is known, kept up to date across edits,
+/// so that typing along a line (the common case) computes its section with
+/// no look-up at all. The line's extent is `start..=end`, as in [`Lines`].
+#[derive(Clone, Debug, Default)]
+pub struct LineCache(Cell<Option<(usize, usize)>>);
+
+impl LineCache {
+    /// A view of `text` that answers from the cache where it can and
+    /// remembers the last line it looked up.
+    pub fn lines<'a>(&'a self, text: &'a JumpRope) -> CachedLines<'a> {
+        CachedLines { text, cache: self }
+    }
+
+    fn line(&self, pos: usize, text: &JumpRope) -> (usize, usize) {
+        if let Some((start, end)) = self.0.get() {
+            if start <= pos && pos <= end {
+                debug_assert_eq!(
+                    (start, end),
+                    (text.line_start(pos), text.line_end(pos)),
+                    "stale line cache"
+                );
+                return (start, end);
+            }
+        }
+        let line = (text.line_start(pos), text.line_end(pos));
+        self.0.set(Some(line));
+        line
+    }
+
+    /// Follows an edit of the text: the cached line moves with edits before
+    /// it and grows or shrinks with edits inside it that add or remove no
+    /// line break; anything else forgets it.
+    pub fn edit(&self, delta: &Delta) {
+        let Some((start, end)) = self.0.get() else { return };
+        let (mut shift, mut growth) = (0isize, 0isize);
+        let mut pos = 0;
+        for op in delta.ops() {
+            match op {
+                Op::Retain(n) => pos += n,
+                Op::Delete(n) => {
+                    // Deleting the newline before the line or the line's
+                    // own newline (at `end`) joins lines: forget it.
+                    if pos + n < start {
+                        shift -= *n as isize;
+                    } else if start <= pos && pos + n <= end {
+                        growth -= *n as isize;
+                    } else if pos <= end {
+                        self.0.set(None);
+                        return;
+                    }
+                    pos += n;
+                }
+                Op::Insert(text) => {
+                    if pos < start {
+                        shift += char_count(text) as isize;
+                    } else if pos > end {
+                    } else if !text.contains('\n') {
+                        growth += char_count(text) as isize;
+                    } else {
+                        self.0.set(None);
+                        return;
+                    }
+                }
+            }
+        }
+        let start = start as isize + shift;
+        self.0
+            .set(Some((start as usize, (end as isize + shift + growth) as usize)));
+    }
+}
+
+/// The server's text seen through a [`LineCache`].
+pub struct CachedLines<'a> {
+    text: &'a JumpRope,
+    cache: &'a LineCache,
+}
+
+impl Lines for CachedLines<'_> {
+    fn len_chars(&self) -> usize {
+        self.text.len_chars()
+    }
+
+    fn line_start(&self, pos: usize) -> usize {
+        self.cache.line(pos, self.text).0
+    }
+
+    fn line_end(&self, pos: usize) -> usize {
+        self.cache.line(pos, self.text).1
+    }
+
+    fn line_of(&self, pos: usize) -> usize {
+        Lines::line_of(self.text, pos)
     }
 }
 
@@ -154,7 +273,7 @@ mod tests {
     }
 
     #[wasm_bindgen_test(unsupported = test)]
-    fn str_and_rope_agree_on_lines() {
+    fn str_and_jumprope_agree_on_lines() {
         for text in [
             "",
             "\n",
@@ -164,7 +283,7 @@ mod tests {
             "\n\nx\r\n😀\n",
             "line one\nline two\n\nlast",
         ] {
-            let rope = Rope::from_str(text);
+            let rope = JumpRope::from(text);
             for pos in 0..=char_count(text) {
                 assert_eq!(text.line_start(pos), rope.line_start(pos), "{text:?} start {pos}");
                 assert_eq!(text.line_end(pos), rope.line_end(pos), "{text:?} end {pos}");

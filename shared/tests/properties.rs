@@ -66,7 +66,7 @@ proptest! {
         let copied = a.apply(&t).unwrap();
         let mut in_place = t.clone();
         a.apply_in_place(&mut in_place).unwrap();
-        let mut rope = ropey::Rope::from_str(&t);
+        let mut rope = jumprope::JumpRope::from(&t);
         a.apply_to_rope(&mut rope).unwrap();
         prop_assert_eq!(&copied, &in_place);
         prop_assert_eq!(copied, rope.to_string());

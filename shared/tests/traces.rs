@@ -13,6 +13,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use editing_traces::{ConcurrentTrace, Patch};
 use shared::text::char_count;
@@ -119,7 +120,7 @@ struct Agent {
 }
 
 enum Down {
-    Accepted(AcceptedChange),
+    Accepted(Arc<AcceptedChange>),
     Verdict(Seq, Verdict),
 }
 

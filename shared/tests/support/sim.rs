@@ -19,6 +19,7 @@
 //! outside the Basic Multilingual Plane), except newlines.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use shared::{
     AcceptedChange, Author, Change, ClientId, ClientState, Delta, DocumentState, Limits, Revision, SectionPolicy, Seq,
@@ -78,7 +79,7 @@ enum Up {
 }
 
 enum Down {
-    Accepted(AcceptedChange),
+    Accepted(Arc<AcceptedChange>),
     Verdict(Seq, Verdict),
     Snapshot(Revision, String),
 }
@@ -115,7 +116,7 @@ impl Alphabet {
     fn next(&mut self) -> char {
         let n = self.0;
         self.0 += 1;
-        let code = if n % 2 == 0 { 0x4E00 + n / 2 } else { 0x20000 + n / 2 };
+        let code = if n.is_multiple_of(2) { 0x4E00 + n / 2 } else { 0x20000 + n / 2 };
         char::from_u32(code).expect("valid ideograph")
     }
 }
@@ -263,7 +264,7 @@ fn deliver_up(server: &mut Server, clients: &mut [Client], i: usize) -> Result<(
         Up::Join { revision } => {
             server.connected[i] = true;
             for change in server.log.iter().skip(revision.0 as usize) {
-                clients[i].down.push_back(Down::Accepted(change.clone()));
+                clients[i].down.push_back(Down::Accepted(Arc::new(change.clone())));
             }
         }
         Up::Fetch => {
@@ -288,7 +289,7 @@ fn deliver_up(server: &mut Server, clients: &mut [Client], i: usize) -> Result<(
                 _ => {}
             }
             if let Some(accepted) = &decision.accepted {
-                server.log.push(accepted.clone());
+                server.log.push((**accepted).clone());
                 for (j, other) in clients.iter_mut().enumerate() {
                     if j != i && server.connected[j] {
                         other.down.push_back(Down::Accepted(accepted.clone()));
@@ -522,9 +523,7 @@ fn touched(policy: SectionPolicy, delta: &Delta, text: &str) -> std::collections
                     out.insert(line_of[hunk.start]);
                 } else {
                     // Each deleted character, by the line it is on.
-                    for p in hunk.start..hunk.start + hunk.deleted {
-                        out.insert(line_of[p]);
-                    }
+                    out.extend(&line_of[hunk.start..hunk.start + hunk.deleted]);
                 }
             }
             SectionPolicy::Range => {
