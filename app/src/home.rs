@@ -1,82 +1,100 @@
-//! Home page: a placeholder until the collaborative editor lands.
-//!
-//! It carries a small interactive draft box so that end-to-end tests can
-//! prove the page is server-rendered *and* hydrated:
-//! - `[data-testid=draft]`: a textarea, present in the SSR HTML;
-//! - `[data-testid=draft-count]`: its live character count;
-//! - `[data-testid=hydrated]`: reads "hydrated" only once the WASM has run
-//!   (effects never run during server rendering);
-//! - `[data-testid=draft-delta]`: the delta of the last edit, computed in the
-//!   browser by the `shared` crate compiled to WebAssembly, in its wire form.
+//! The home page: the documents, newest first; create, rename, delete.
 
 use leptos::prelude::*;
-use shared::Delta;
+use shared::api::DocumentSummary;
 
-/// Formats a character count, e.g. `0 characters`, `1 character`.
-fn count_label(n: usize) -> String {
-    if n == 1 {
-        "1 character".to_string()
-    } else {
-        format!("{n} characters")
-    }
-}
+use crate::server::{list_documents, CreateDocument, DeleteDocument, RenameDocument};
 
-/// Placeholder landing page with a live character counter.
+/// The list of documents and the form that creates one.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let draft = RwSignal::new(String::new());
-    let last_delta = RwSignal::new(String::from("none yet"));
+    let create = ServerAction::<CreateDocument>::new();
+    let rename = ServerAction::<RenameDocument>::new();
+    let delete = ServerAction::<DeleteDocument>::new();
+    let documents = Resource::new(
+        move || (create.version().get(), rename.version().get(), delete.version().get()),
+        |_| list_documents(),
+    );
     let hydrated = RwSignal::new(false);
-
-    // Effects only run in the browser, after hydration.
     Effect::new(move |_| hydrated.set(true));
-
-    let count = move || count_label(draft.with(|text| text.chars().count()));
-    let status = move || {
-        if hydrated.get() {
-            "hydrated"
-        } else {
-            "server-rendered, waiting for scripts"
-        }
-    };
 
     view! {
         <section class="card">
-            <h1>"Collab"</h1>
-            <p class="lead">
-                "A real-time collaborative document editor. The editor arrives soon."
+            <h1>"Documents"</h1>
+            <ActionForm action=create attr:class="create">
+                <input type="text" name="title" placeholder="Title of a new document" maxlength="200" aria-label="Title"/>
+                <button type="submit" data-testid="create">"New document"</button>
+            </ActionForm>
+            {move || {
+                create
+                    .value()
+                    .get()
+                    .and_then(Result::err)
+                    .map(|error| view! { <p class="error" role="alert">{error.to_string()}</p> })
+            }}
+            <Suspense fallback=|| view! { <p class="muted">"Loading documents…"</p> }>
+                {move || {
+                    documents
+                        .get()
+                        .map(|result| match result {
+                            Ok(list) if list.is_empty() => {
+                                view! { <p class="muted" data-testid="no-documents">"No documents yet."</p> }.into_any()
+                            }
+                            Ok(list) => {
+                                view! {
+                                    <ul class="documents" data-testid="documents">
+                                        {list
+                                            .into_iter()
+                                            .map(|doc| view! { <DocumentItem doc rename delete/> })
+                                            .collect_view()}
+                                    </ul>
+                                }
+                                    .into_any()
+                            }
+                            Err(error) => view! { <p class="error">{error.to_string()}</p> }.into_any(),
+                        })
+                }}
+            </Suspense>
+            <p class="status" data-testid="hydrated">
+                {move || if hydrated.get() { "hydrated" } else { "" }}
             </p>
-            <label for="draft">"Scratch draft"</label>
-            <textarea
-                id="draft"
-                data-testid="draft"
-                rows="6"
-                placeholder="Start typing…"
-                on:input:target=move |ev| {
-                    let new = ev.target().value();
-                    let delta = draft.with(|old| Delta::diff(old, &new));
-                    last_delta.set(serde_json::to_string(&delta).unwrap_or_default());
-                    draft.set(new);
-                }
-            ></textarea>
-            <p class="meta">
-                <span data-testid="draft-count">{count}</span>
-                " · last edit as a delta: "
-                <code data-testid="draft-delta">{last_delta}</code>
-            </p>
-            <p class="status" data-testid="hydrated">{status}</p>
         </section>
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::count_label;
-
-    #[test]
-    fn count_label_pluralises() {
-        assert_eq!(count_label(0), "0 characters");
-        assert_eq!(count_label(1), "1 character");
-        assert_eq!(count_label(5), "5 characters");
+#[component]
+fn DocumentItem(
+    doc: DocumentSummary,
+    rename: ServerAction<RenameDocument>,
+    delete: ServerAction<DeleteDocument>,
+) -> impl IntoView {
+    let href = format!("/d/{}", doc.id);
+    let (rename_id, delete_id) = (doc.id.clone(), doc.id.clone());
+    let confirm_delete = {
+        let title = doc.title.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            let sure = window().confirm_with_message(&format!("Delete “{title}” and its history?")).unwrap_or(false);
+            if !sure {
+                ev.prevent_default();
+            }
+        }
+    };
+    view! {
+        <li class="document" data-testid="document">
+            <a href=href data-testid="document-link">{doc.title.clone()}</a>
+            <span class="muted">" · revision " {doc.revision.0}</span>
+            <details class="manage">
+                <summary>"Manage"</summary>
+                <ActionForm action=rename attr:class="rename">
+                    <input type="hidden" name="id" value=rename_id/>
+                    <input type="text" name="title" value=doc.title.clone() maxlength="200" aria-label="New title"/>
+                    <button type="submit">"Rename"</button>
+                </ActionForm>
+                <ActionForm action=delete attr:class="delete" on:submit=confirm_delete>
+                    <input type="hidden" name="id" value=delete_id/>
+                    <button type="submit" class="danger">"Delete"</button>
+                </ActionForm>
+            </details>
+        </li>
     }
 }

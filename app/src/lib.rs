@@ -1,25 +1,32 @@
-//! Leptos UI of the collaborative document editor.
+//! The collaborative editor's user interface, in Leptos.
 //!
 //! The same components are rendered to HTML on the server (feature `ssr`,
 //! used by the `server` crate) and hydrated in the browser (feature
-//! `hydrate`, the WASM bundle built by cargo-leptos). The only WASM entry
-//! point is [`hydrate`].
+//! `hydrate`, the WebAssembly bundle built by cargo-leptos). The only
+//! WebAssembly entry point is [`hydrate`].
+//!
+//! - [`home`]: the list of documents.
+//! - [`editor`]: the editor page, driven by `shared::ClientState`.
+//! - [`server`]: server functions (the pages' calls to the server).
+//! - `backend`: what the server provides to them (`ssr` only).
 
-mod home;
+// The editor's view types nest deeply.
+#![recursion_limit = "256"]
+
+#[cfg(feature = "ssr")]
+pub mod backend;
+pub mod editor;
+pub mod home;
+pub mod server;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags};
-use leptos_router::{
-    components::{Route, Router, Routes},
-    StaticSegment,
-};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{path, SsrMode};
 
 pub use home::HomePage;
 
 /// The HTML document around [`App`], rendered only on the server.
-///
-/// The stylesheet path is `/<site-pkg-dir>/<name>.css` as produced by
-/// cargo-leptos (`name = "collab"`, `site-pkg-dir = "pkg"`).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
         <!DOCTYPE html>
@@ -27,7 +34,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
-                <title>"Collab"</title>
                 <link id="leptos" rel="stylesheet" href="/pkg/collab.css"/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
@@ -40,25 +46,27 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// Root component: meta context plus the client/server router.
+/// The router: the home page and the editor.
 #[component]
 pub fn App() -> impl IntoView {
-    // Lets components add <meta>/<link> tags later; rendered by <MetaTags/>.
     provide_meta_context();
-
     view! {
+        <Title text="Collab"/>
         <Router>
+            <header class="topbar">
+                <a href="/" class="brand">"Collab"</a>
+            </header>
             <main class="container">
                 <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                    <Route path=StaticSegment("") view=HomePage/>
+                    <Route path=path!("/") view=HomePage/>
+                    <Route path=path!("/d/:id") view=editor::EditorPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
     }
 }
 
-/// WASM entry point called by the JS glue that `<HydrationScripts/>` loads:
-/// attaches the reactive system to the server-rendered `<body>`.
+/// WebAssembly entry point, called by the script `<HydrationScripts/>` loads.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {

@@ -15,15 +15,19 @@
 //! - [`document`]: [`DocumentState`], the server's side of a document.
 //! - [`client`]: [`ClientState`], the browser's sync state machine and the
 //!   rejected edits tray.
+//! - [`protocol`]: the WebSocket messages between browser and server.
+//! - [`api`]: the HTTP API's documents.
 //! - [`text`]: character, byte and line positions.
 //! - [`error`]: [`Error`], the crate's one error type.
 
+pub mod api;
 pub mod change;
 pub mod client;
 pub mod delta;
 pub mod diff;
 pub mod document;
 pub mod error;
+pub mod protocol;
 pub mod section;
 pub mod text;
 

@@ -1,0 +1,225 @@
+//! The editor page (`/d/{id}`): server-rendered with the document's text,
+//! then hydrated; in the browser a [`session`] drives the text area with
+//! the shared sync engine over one WebSocket.
+
+pub mod positions;
+mod session;
+
+use leptos::html::Textarea;
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+use shared::api::DocumentView;
+use shared::TrayEntry;
+
+use crate::server::get_document;
+
+/// The connection, as the status bar shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Connected,
+    /// Offline; the next attempt is this many seconds away.
+    Offline(u32),
+}
+
+impl Connection {
+    fn label(&self) -> String {
+        match self {
+            Connection::Connecting => "Connecting…".into(),
+            Connection::Connected => "Connected".into(),
+            Connection::Offline(0) => "Offline, reconnecting…".into(),
+            Connection::Offline(secs) => format!("Offline, reconnecting in {secs} s"),
+        }
+    }
+
+    fn class(&self) -> &'static str {
+        match self {
+            Connection::Connecting => "connecting",
+            Connection::Connected => "connected",
+            Connection::Offline(_) => "offline",
+        }
+    }
+}
+
+/// What the page shows, updated by the session.
+#[derive(Clone, Copy)]
+pub struct Signals {
+    pub connection: RwSignal<Connection>,
+    pub revision: RwSignal<u64>,
+    pub unsynced: RwSignal<bool>,
+    pub tray: RwSignal<Vec<TrayEntry>>,
+    pub flash: RwSignal<Option<String>>,
+    pub name: RwSignal<String>,
+}
+
+/// `/d/{id}`: loads the document (before the HTML is sent) and shows the editor.
+#[component]
+pub fn EditorPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let document = Resource::new(id, get_document);
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || {
+                document
+                    .get()
+                    .map(|result| match result {
+                        Ok(Some(doc)) => view! { <Editor doc/> }.into_any(),
+                        Ok(None) => {
+                            view! {
+                                <section class="card">
+                                    <h1>"No such document"</h1>
+                                    <p>
+                                        "It may have been deleted. " <a href="/">"All documents"</a>
+                                    </p>
+                                </section>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => view! { <p class="error">{error.to_string()}</p> }.into_any(),
+                    })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Editor(doc: DocumentView) -> impl IntoView {
+    let signals = Signals {
+        connection: RwSignal::new(Connection::Connecting),
+        revision: RwSignal::new(doc.revision.0),
+        unsynced: RwSignal::new(false),
+        tray: RwSignal::new(Vec::new()),
+        flash: RwSignal::new(None),
+        name: RwSignal::new(String::new()),
+    };
+    let textarea = NodeRef::<Textarea>::new();
+
+    let session = session::Handle::new();
+    {
+        let doc = doc.clone();
+        // Effects run only in the browser, once the page is hydrated.
+        Effect::new(move |started: Option<()>| {
+            if started.is_none() {
+                if let Some(element) = textarea.get() {
+                    session.start(&doc, element, signals);
+                }
+            }
+        });
+    }
+    let on_input = move |_| session.input();
+    let on_composition_start = move |_| session.composing(true);
+    let on_composition_end = move |_| session.composing(false);
+    let on_name = move |ev: leptos::ev::Event| {
+        signals.name.set(event_target_value(&ev));
+        session.rename_me();
+    };
+
+    view! {
+        <section class="editor" data-testid="editor-page">
+            <header class="editor-bar">
+                <h1 class="doc-title" data-testid="title">{doc.title.clone()}</h1>
+                <span class=move || format!("connection {}", signals.connection.get().class()) data-testid="connection">
+                    {move || signals.connection.get().label()}
+                </span>
+                <span class="revision" data-testid="revision">
+                    "Revision " {move || signals.revision.get()}
+                </span>
+                <span class="unsynced" data-testid="unsynced" class:hidden=move || !signals.unsynced.get()>
+                    "Unsynced changes"
+                </span>
+                <label class="me">
+                    "Your name "
+                    <input
+                        type="text"
+                        maxlength="40"
+                        data-testid="name"
+                        prop:value=move || signals.name.get()
+                        on:change=on_name
+                    />
+                </label>
+            </header>
+            <p class="flash" role="alert" data-testid="flash" class:hidden=move || signals.flash.get().is_none()>
+                {move || signals.flash.get().unwrap_or_default()}
+            </p>
+            <textarea
+                node_ref=textarea
+                class="text"
+                data-testid="editor"
+                spellcheck="false"
+                aria-label="Document text"
+                on:input=on_input
+                on:compositionstart=on_composition_start
+                on:compositionend=on_composition_end
+            >
+                // The HTML parser drops one newline right after <textarea>:
+                // give it one to drop, so a text starting with a newline keeps it.
+                {format!("\n{}", doc.text)}
+            </textarea>
+            <Tray signals session/>
+        </section>
+    }
+}
+
+/// The rejected edits tray.
+#[component]
+fn Tray(signals: Signals, session: session::Handle) -> impl IntoView {
+    view! {
+        <aside class="tray" data-testid="tray" class:empty=move || signals.tray.get().is_empty()>
+            <h2>"Rejected edits"</h2>
+            <p class="muted" class:hidden=move || !signals.tray.get().is_empty()>
+                "Edits that lost a conflict are kept here."
+            </p>
+            <ul>
+                <For
+                    each=move || signals.tray.get()
+                    key=|entry| entry.id
+                    children=move |entry| {
+                        let id = entry.id;
+                        let why = describe(&entry);
+                        let inserted = entry.inserted.clone();
+                        let copy_text = entry.inserted.clone();
+                        view! {
+                            <li class="tray-entry" data-testid="tray-entry">
+                                <p class="why">{why}</p>
+                                <pre class="inserted" data-testid="tray-text">{inserted}</pre>
+                                {(!entry.removed.is_empty())
+                                    .then(|| {
+                                        view! { <p class="removed">"Removed: " <del>{entry.removed.clone()}</del></p> }
+                                    })}
+                                <div class="actions">
+                                    <button
+                                        data-testid="reapply"
+                                        on:click=move |_| session.reapply(id)
+                                    >
+                                        "Re-apply"
+                                    </button>
+                                    <button
+                                        data-testid="copy"
+                                        on:click=move |_| session::copy(&copy_text)
+                                    >
+                                        "Copy"
+                                    </button>
+                                    <button
+                                        data-testid="discard"
+                                        on:click=move |_| session.discard(id)
+                                    >
+                                        "Discard"
+                                    </button>
+                                </div>
+                            </li>
+                        }
+                    }
+                />
+            </ul>
+        </aside>
+    }
+}
+
+/// Why an entry is in the tray, in a sentence.
+fn describe(entry: &TrayEntry) -> String {
+    match entry.conflicts.first() {
+        Some(conflict) => format!("Line {}: {} changed it first.", entry.line + 1, conflict.author),
+        None => format!("Line {}: not saved before the document was reloaded.", entry.line + 1),
+    }
+}

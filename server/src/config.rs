@@ -1,0 +1,114 @@
+//! Configuration: command-line flags, environment variables and an optional
+//! TOML file, in that order of precedence, over defaults that run embedded
+//! (SQLite in `./data`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::document::Settings;
+use crate::error::Error;
+
+/// The collaborative editor's app server.
+///
+/// With no options it serves on the address cargo-leptos chose (or
+/// 127.0.0.1:3000) with an SQLite database in ./data.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "collab", version, about, long_about = None)]
+pub struct Cli {
+    /// A TOML file with any of the settings below (snake_case keys).
+    #[arg(long, env = "COLLAB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: LEPTOS_SITE_ADDR or 127.0.0.1:3000].
+    #[arg(long, env = "COLLAB_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Directory for the embedded database [default: data].
+    #[arg(long, env = "COLLAB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: `sqlite://path/file.db` or `postgres://user@host/db`
+    /// [default: SQLite in the data directory].
+    #[arg(long, env = "COLLAB_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Largest WebSocket message, in bytes [default: 1048576].
+    #[arg(long, env = "COLLAB_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Largest document, in characters [default: 10485760].
+    #[arg(long, env = "COLLAB_MAX_DOCUMENT_CHARS")]
+    pub max_document_chars: Option<usize>,
+    /// Accepted changes kept per document for rebasing older ones [default: 4096].
+    #[arg(long, env = "COLLAB_REBASE_WINDOW")]
+    pub rebase_window: Option<usize>,
+    /// How often a changing document is snapshotted, in milliseconds [default: 1000].
+    #[arg(long, env = "COLLAB_SNAPSHOT_INTERVAL_MS")]
+    pub snapshot_interval_ms: Option<u64>,
+    /// Seconds without connections before a document is unloaded [default: 60].
+    #[arg(long, env = "COLLAB_IDLE_UNLOAD_SECS")]
+    pub idle_unload_secs: Option<u64>,
+}
+
+/// The same settings, as a file may give them.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    max_message_bytes: Option<usize>,
+    max_document_chars: Option<usize>,
+    rebase_window: Option<usize>,
+    snapshot_interval_ms: Option<u64>,
+    idle_unload_secs: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub max_message_bytes: usize,
+    pub documents: Settings,
+}
+
+impl Config {
+    /// Resolves flags, environment, file and defaults. `default_addr` is
+    /// where Leptos' own configuration says to listen.
+    pub fn resolve(cli: Cli, default_addr: SocketAddr) -> Result<Config, Error> {
+        let file: File = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            }
+            None => File::default(),
+        };
+        let data_dir = cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data"));
+        let database_url = cli
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("collab.db").display()));
+        let mut documents = Settings::default();
+        if let Some(chars) = cli.max_document_chars.or(file.max_document_chars) {
+            documents.limits.max_chars = chars;
+        }
+        if let Some(window) = cli.rebase_window.or(file.rebase_window) {
+            if window == 0 {
+                return Err(Error::Config("rebase_window must be at least 1".into()));
+            }
+            documents.limits.window = window;
+        }
+        if let Some(ms) = cli.snapshot_interval_ms.or(file.snapshot_interval_ms) {
+            documents.snapshot_interval = Duration::from_millis(ms.max(10));
+        }
+        if let Some(secs) = cli.idle_unload_secs.or(file.idle_unload_secs) {
+            documents.idle_timeout = Duration::from_secs(secs.max(1));
+        }
+        Ok(Config {
+            addr: cli.addr.or(file.addr).unwrap_or(default_addr),
+            database_url,
+            max_message_bytes: cli.max_message_bytes.or(file.max_message_bytes).unwrap_or(1 << 20).max(1024),
+            documents,
+        })
+    }
+}

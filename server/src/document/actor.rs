@@ -1,0 +1,414 @@
+//! The document actor: one task per open document, its only writer.
+//!
+//! Commands arrive on a queue and are handled in batches: every change in
+//! the batch is merged, one at a time, with the shared engine; then the
+//! accepted changes (and the rejected ones) are appended to the op log in
+//! one transaction; only then do verdicts, broadcasts and catch-ups go out.
+//! So nothing is acknowledged before it is durable, and a client never
+//! sees a revision that a crash could take back.
+//!
+//! Every second while the document changes, its text is written as a
+//! snapshot. When no one has been connected for a while, the actor writes a
+//! last snapshot and stops; the next request loads the document again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use shared::protocol::{ErrorCode, ServerMessage};
+use shared::{AcceptedChange, Author, Change, ClientId, DocumentState, Revision, SectionPolicy, Verdict};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{interval, Instant, MissedTickBehavior};
+
+use super::{Registry, Settings};
+use crate::error::Error;
+use crate::store::{RejectedChange, Store};
+
+/// A connection's id, unique in the process.
+pub type ConnId = u64;
+
+/// What goes out to a connection.
+#[derive(Clone, Debug)]
+pub enum Outbound {
+    /// A text frame, serialized once for every recipient.
+    Frame(Utf8Bytes),
+    /// Close the socket with this code and reason.
+    Close(u16, String),
+}
+
+/// A request to a document actor.
+pub enum Command {
+    /// A connection joins (its outbound queue, its client, its revision).
+    Join {
+        conn: ConnId,
+        outbound: mpsc::Sender<Outbound>,
+        client: ClientId,
+        revision: Option<Revision>,
+        done: oneshot::Sender<()>,
+    },
+    /// A change from a joined connection.
+    Submit { conn: ConnId, change: Change, author: Author },
+    /// A connection left.
+    Leave { conn: ConnId },
+    /// The current text and revision (once durable).
+    Read { reply: oneshot::Sender<(Revision, String, SectionPolicy)> },
+    /// Write a last snapshot and stop.
+    Stop { done: oneshot::Sender<()> },
+    /// The document is being deleted: tell everyone and stop.
+    Delete { done: oneshot::Sender<()> },
+}
+
+struct Connection {
+    outbound: mpsc::Sender<Outbound>,
+    client: ClientId,
+}
+
+/// Where a frame goes.
+enum Target {
+    One(ConnId),
+    All(Vec<ConnId>),
+}
+
+/// What a batch has to say once it is durable.
+#[derive(Default)]
+struct Outbox {
+    frames: Vec<(Target, Utf8Bytes)>,
+    reads: Vec<oneshot::Sender<(Revision, String, SectionPolicy)>>,
+    joined: Vec<oneshot::Sender<()>>,
+    accepted: Vec<Arc<AcceptedChange>>,
+    rejected: Vec<RejectedChange>,
+}
+
+pub(super) struct Actor {
+    id: String,
+    generation: u64,
+    doc: DocumentState,
+    store: Store,
+    settings: Arc<Settings>,
+    connections: HashMap<ConnId, Connection>,
+    snapshot_revision: Revision,
+    registry: Registry,
+}
+
+fn frame(message: &ServerMessage) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(message).expect("server messages serialize"))
+}
+
+impl Actor {
+    /// Loads a document: the newest snapshot old enough to fill the
+    /// rebasing window, then the op log after it, and the verdicts given
+    /// since (so resent changes are recognised).
+    pub(super) async fn load(
+        id: &str,
+        generation: u64,
+        store: Store,
+        settings: Arc<Settings>,
+        registry: Registry,
+    ) -> Result<Actor, Error> {
+        let meta = store.document(id).await?.ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
+        let anchor = Revision(meta.head.0.saturating_sub(settings.limits.window as u64));
+        let (base, text) = match store.snapshot_at_or_before(id, anchor).await? {
+            Some(snapshot) => snapshot,
+            None => store
+                .snapshot_at_or_before(id, meta.head)
+                .await?
+                .ok_or_else(|| Error::Corrupt(format!("document {id} has no snapshot")))?,
+        };
+        let mut doc = DocumentState::new(&text, base, meta.policy, settings.limits);
+        let mut after = base;
+        loop {
+            let ops = store.ops_after(id, after, 10_000).await?;
+            let Some(last) = ops.last() else { break };
+            after = last.revision;
+            for change in ops {
+                doc.replay(change)?;
+            }
+        }
+        for rejected in store.rejected_since(id, base).await? {
+            doc.remember_verdict(rejected.client, rejected.seq, rejected.verdict);
+        }
+        tracing::debug!(document = id, snapshot = base.0, revision = doc.revision().0, "document loaded");
+        Ok(Actor {
+            id: id.to_owned(),
+            generation,
+            snapshot_revision: doc.revision(),
+            doc,
+            store,
+            settings,
+            connections: HashMap::new(),
+            registry,
+        })
+    }
+
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut snapshots = interval(self.settings.snapshot_interval);
+        snapshots.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut idle_since = Instant::now();
+        let mut idle_check = interval(Duration::from_millis(500).min(self.settings.idle_timeout));
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    let mut batch = vec![command];
+                    while batch.len() < 512 {
+                        match commands.try_recv() {
+                            Ok(command) => batch.push(command),
+                            Err(_) => break,
+                        }
+                    }
+                    match self.handle(batch).await {
+                        Flow::Continue => {}
+                        Flow::Stop(done) => {
+                            self.snapshot().await;
+                            self.registry.forget(&self.id, self.generation);
+                            for d in done {
+                                let _ = d.send(());
+                            }
+                            return;
+                        }
+                        Flow::Deleted(done) => {
+                            self.registry.forget(&self.id, self.generation);
+                            let _ = done.send(());
+                            return;
+                        }
+                    }
+                    if !self.connections.is_empty() {
+                        idle_since = Instant::now();
+                    }
+                }
+                _ = snapshots.tick() => self.snapshot().await,
+                _ = idle_check.tick() => {
+                    if !self.connections.is_empty() {
+                        idle_since = Instant::now();
+                    } else if idle_since.elapsed() >= self.settings.idle_timeout {
+                        break;
+                    }
+                }
+            }
+        }
+        // Idle (or every handle dropped): persist and unload.
+        self.snapshot().await;
+        self.registry.forget(&self.id, self.generation);
+        tracing::debug!(document = %self.id, "document unloaded");
+    }
+
+    /// Handles a batch; returns whether to go on.
+    async fn handle(&mut self, batch: Vec<Command>) -> Flow {
+        let mut outbox = Outbox::default();
+        let mut stop = Vec::new();
+        let mut deleted = None;
+        for command in batch {
+            match command {
+                Command::Join {
+                    conn,
+                    outbound,
+                    client,
+                    revision,
+                    done,
+                } => {
+                    self.join(conn, outbound, client, revision, &mut outbox).await;
+                    outbox.joined.push(done);
+                }
+                Command::Submit { conn, change, author } => self.submit(conn, change, author, &mut outbox),
+                Command::Leave { conn } => {
+                    self.connections.remove(&conn);
+                }
+                Command::Read { reply } => outbox.reads.push(reply),
+                Command::Stop { done } => stop.push(done),
+                Command::Delete { done } => deleted = Some(done),
+            }
+        }
+        self.persist(&outbox).await;
+        self.deliver(outbox);
+        if let Some(done) = deleted {
+            let message = frame(&ServerMessage::error(ErrorCode::DocumentDeleted, "the document was deleted", None));
+            for connection in self.connections.values() {
+                let _ = connection.outbound.try_send(Outbound::Frame(message.clone()));
+                let _ = connection.outbound.try_send(Outbound::Close(1000, "document deleted".into()));
+            }
+            return Flow::Deleted(done);
+        }
+        if !stop.is_empty() {
+            for connection in self.connections.values() {
+                let _ = connection.outbound.try_send(Outbound::Close(1012, "server restarting".into()));
+            }
+            return Flow::Stop(stop);
+        }
+        Flow::Continue
+    }
+
+    async fn join(
+        &mut self,
+        conn: ConnId,
+        outbound: mpsc::Sender<Outbound>,
+        client: ClientId,
+        revision: Option<Revision>,
+        outbox: &mut Outbox,
+    ) {
+        // Catch up from the client's revision when the window or the op log
+        // has everything since; otherwise start it over with the text.
+        let current = self.doc.revision();
+        let mut catch_up: Option<Vec<Arc<AcceptedChange>>> = None;
+        if let Some(revision) = revision.filter(|r| *r <= current) {
+            if let Some(changes) = self.doc.changes_since(revision) {
+                catch_up = Some(changes.map(|c| Arc::new(c.clone())).collect());
+            } else if current.0 - revision.0 <= self.settings.max_catch_up {
+                let oldest = self.doc.oldest_base();
+                match self.store.ops_after(&self.id, revision, oldest.0 - revision.0).await {
+                    Ok(mut ops) if ops.len() as u64 == oldest.0 - revision.0 => {
+                        ops.extend(self.doc.changes_since(oldest).into_iter().flatten().cloned());
+                        catch_up = Some(ops.into_iter().map(Arc::new).collect());
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(document = %self.id, error = %e, "catch-up from the op log failed"),
+                }
+            }
+        }
+        match catch_up {
+            Some(changes) => {
+                let joined = ServerMessage::Joined {
+                    document: self.id.clone(),
+                    revision: revision.expect("caught up from a revision"),
+                    text: None,
+                    policy: self.doc.policy(),
+                };
+                outbox.frames.push((Target::One(conn), frame(&joined)));
+                for change in changes {
+                    let message = ServerMessage::Accepted {
+                        change: (*change).clone(),
+                    };
+                    outbox.frames.push((Target::One(conn), frame(&message)));
+                }
+            }
+            None => {
+                let joined = ServerMessage::Joined {
+                    document: self.id.clone(),
+                    revision: current,
+                    text: Some(self.doc.text().to_string()),
+                    policy: self.doc.policy(),
+                };
+                outbox.frames.push((Target::One(conn), frame(&joined)));
+            }
+        }
+        self.connections.insert(conn, Connection { outbound, client });
+    }
+
+    fn submit(&mut self, conn: ConnId, change: Change, author: Author, outbox: &mut Outbox) {
+        let Some(connection) = self.connections.get(&conn) else {
+            return;
+        };
+        if connection.client != change.client {
+            let message = ServerMessage::error(ErrorCode::NotJoined, "the change's client is not the joined one", Some(change.seq));
+            outbox.frames.push((Target::One(conn), frame(&message)));
+            return;
+        }
+        let (seq, base, delta) = (change.seq, change.base, change.delta.clone());
+        match self.doc.submit(change, author.clone()) {
+            Ok(decision) => {
+                if let Some(accepted) = decision.accepted {
+                    let others: Vec<ConnId> = self.connections.keys().copied().filter(|c| *c != conn).collect();
+                    let message = ServerMessage::Accepted {
+                        change: (*accepted).clone(),
+                    };
+                    outbox.frames.push((Target::All(others), frame(&message)));
+                    outbox.accepted.push(accepted);
+                } else if let (Verdict::Rejected { revision, .. }, false) = (&decision.verdict, decision.repeated) {
+                    outbox.rejected.push(RejectedChange {
+                        client: self.connections[&conn].client,
+                        seq,
+                        base,
+                        revision: *revision,
+                        author,
+                        delta,
+                        verdict: decision.verdict.clone(),
+                    });
+                }
+                let verdict = ServerMessage::Verdict {
+                    seq,
+                    verdict: decision.verdict,
+                };
+                outbox.frames.push((Target::One(conn), frame(&verdict)));
+            }
+            Err(error) => {
+                let message = ServerMessage::error(ErrorCode::of(&error), error.to_string(), Some(seq));
+                outbox.frames.push((Target::One(conn), frame(&message)));
+            }
+        }
+    }
+
+    /// Makes the batch's changes durable, retrying until the database takes them.
+    async fn persist(&mut self, outbox: &Outbox) {
+        if outbox.accepted.is_empty() && outbox.rejected.is_empty() {
+            return;
+        }
+        let accepted: Vec<&AcceptedChange> = outbox.accepted.iter().map(|c| &**c).collect();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let started = Instant::now();
+            match self.store.append(&self.id, &accepted, &outbox.rejected).await {
+                Ok(()) => {
+                    tracing::trace!(document = %self.id, changes = accepted.len(), micros = started.elapsed().as_micros() as u64, "appended");
+                    return;
+                }
+                Err(error) => {
+                    tracing::error!(document = %self.id, %error, "op log append failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, outbox: Outbox) {
+        let mut slow = Vec::new();
+        for (target, message) in outbox.frames {
+            let conns: &[ConnId] = match &target {
+                Target::One(conn) => std::slice::from_ref(conn),
+                Target::All(conns) => conns,
+            };
+            for conn in conns {
+                if let Some(connection) = self.connections.get(conn) {
+                    if connection.outbound.try_send(Outbound::Frame(message.clone())).is_err() {
+                        slow.push(*conn);
+                    }
+                }
+            }
+        }
+        // A connection that cannot keep up is dropped; it reconnects and catches up.
+        for conn in slow {
+            if self.connections.remove(&conn).is_some() {
+                tracing::warn!(document = %self.id, conn, "dropping a connection that cannot keep up");
+            }
+        }
+        for done in outbox.joined {
+            let _ = done.send(());
+        }
+        if !outbox.reads.is_empty() {
+            let text = self.doc.text().to_string();
+            for reply in outbox.reads {
+                let _ = reply.send((self.doc.revision(), text.clone(), self.doc.policy()));
+            }
+        }
+    }
+
+    /// Writes the text as a snapshot if it changed since the last one.
+    async fn snapshot(&mut self) {
+        let revision = self.doc.revision();
+        if revision <= self.snapshot_revision {
+            return;
+        }
+        let text = self.doc.text().to_string();
+        let keep_from = Revision(revision.0.saturating_sub(self.settings.limits.window as u64));
+        match self.store.save_snapshot(&self.id, revision, &text, keep_from).await {
+            Ok(()) => self.snapshot_revision = revision,
+            Err(error) => tracing::warn!(document = %self.id, %error, "snapshot failed; will retry"),
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop(Vec<oneshot::Sender<()>>),
+    Deleted(oneshot::Sender<()>),
+}

@@ -1,0 +1,268 @@
+//! Documents: the registry of open documents and the operations on them.
+//!
+//! Each open document is a [`actor`] task, its only writer; [`Documents`]
+//! finds or starts it. Reading, renaming, creating and deleting documents
+//! also go through here, so HTTP handlers, server functions and WebSocket
+//! connections share one path to the data.
+
+pub mod actor;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shared::api::{clean_title, DocumentSummary, DocumentView, NewDocument};
+use shared::{Limits, Revision, SectionPolicy};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Error;
+use crate::store::Store;
+pub use actor::{Command, ConnId, Outbound};
+
+/// How documents behave; from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub limits: Limits,
+    pub snapshot_interval: Duration,
+    pub idle_timeout: Duration,
+    /// The most changes a reconnecting client catches up on; beyond that it
+    /// gets the whole text.
+    pub max_catch_up: u64,
+    /// Commands queued per document before senders wait.
+    pub queue: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::default(),
+            snapshot_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            max_catch_up: 100_000,
+            queue: 4096,
+        }
+    }
+}
+
+/// A running document actor's queue.
+#[derive(Clone, Debug)]
+pub struct DocumentHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl DocumentHandle {
+    /// Queues a command; fails when the actor has stopped.
+    pub async fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands.send(command).await.map_err(|_| Error::Unavailable)
+    }
+}
+
+/// The open documents, by id, with the generation of their actor.
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    open: Arc<Mutex<HashMap<String, (u64, mpsc::Sender<Command>)>>>,
+    deleting: Arc<Mutex<HashSet<String>>>,
+    generation: Arc<AtomicU64>,
+}
+
+impl Registry {
+    /// Removes a stopped actor, unless a newer one took its place.
+    fn forget(&self, id: &str, generation: u64) {
+        let mut open = self.open.lock().expect("registry lock");
+        if open.get(id).is_some_and(|(g, _)| *g == generation) {
+            open.remove(id);
+        }
+    }
+}
+
+/// Every document, open or not.
+#[derive(Clone)]
+pub struct Documents {
+    store: Store,
+    settings: Arc<Settings>,
+    registry: Registry,
+    closing: Arc<AtomicBool>,
+}
+
+impl Documents {
+    pub fn new(store: Store, settings: Settings) -> Documents {
+        Documents {
+            store,
+            settings: Arc::new(settings),
+            registry: Registry::default(),
+            closing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The settings documents run with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// How many documents are loaded.
+    pub fn open_count(&self) -> usize {
+        self.registry.open.lock().expect("registry lock").len()
+    }
+
+    /// The actor of a document, started (and the document loaded) if needed.
+    pub async fn handle(&self, id: &str) -> Result<DocumentHandle, Error> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable);
+        }
+        if self.registry.deleting.lock().expect("registry lock").contains(id) {
+            return Err(Error::UnknownDocument(id.to_owned()));
+        }
+        if let Some(handle) = self.running(id) {
+            return Ok(handle);
+        }
+        if self.store.document(id).await?.is_none() {
+            return Err(Error::UnknownDocument(id.to_owned()));
+        }
+        let mut open = self.registry.open.lock().expect("registry lock");
+        if let Some((_, commands)) = open.get(id).filter(|(_, c)| !c.is_closed()) {
+            return Ok(DocumentHandle {
+                commands: commands.clone(),
+            });
+        }
+        let (commands, receiver) = mpsc::channel(self.settings.queue);
+        let generation = self.registry.generation.fetch_add(1, Ordering::Relaxed);
+        open.insert(id.to_owned(), (generation, commands.clone()));
+        drop(open);
+        let (id, store, settings, registry) = (id.to_owned(), self.store.clone(), self.settings.clone(), self.registry.clone());
+        tokio::spawn(async move {
+            match actor::Actor::load(&id, generation, store, settings, registry.clone()).await {
+                Ok(actor) => actor.run(receiver).await,
+                Err(error) => {
+                    tracing::error!(document = %id, %error, "loading the document failed");
+                    registry.forget(&id, generation);
+                }
+            }
+        });
+        Ok(DocumentHandle { commands })
+    }
+
+    fn running(&self, id: &str) -> Option<DocumentHandle> {
+        let open = self.registry.open.lock().expect("registry lock");
+        open.get(id).filter(|(_, c)| !c.is_closed()).map(|(_, commands)| DocumentHandle {
+            commands: commands.clone(),
+        })
+    }
+
+    /// Creates a document.
+    pub async fn create(&self, new: NewDocument) -> Result<DocumentSummary, Error> {
+        let title = match new.title.as_deref() {
+            Some(title) => clean_title(title).map_err(Error::BadRequest)?,
+            None => "Untitled".to_owned(),
+        };
+        let text = new.text.unwrap_or_default();
+        if shared::text::char_count(&text) > self.settings.limits.max_chars {
+            return Err(Error::BadRequest(format!(
+                "the text is longer than {} characters",
+                self.settings.limits.max_chars
+            )));
+        }
+        let policy = new.policy.unwrap_or_default();
+        let id = new_id();
+        let meta = self.store.create_document(&id, &title, policy, &text).await?;
+        tracing::info!(document = %id, "document created");
+        Ok(meta.summary())
+    }
+
+    /// The most recently changed documents.
+    pub async fn list(&self, limit: u64) -> Result<Vec<DocumentSummary>, Error> {
+        Ok(self.store.list_documents(limit).await?.iter().map(|m| m.summary()).collect())
+    }
+
+    /// A document with its current text.
+    pub async fn view(&self, id: &str) -> Result<DocumentView, Error> {
+        let meta = self.store.document(id).await?.ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
+        let (revision, text, policy) = self.read(id).await?;
+        Ok(DocumentView {
+            id: meta.id,
+            title: meta.title,
+            revision,
+            policy,
+            text,
+        })
+    }
+
+    async fn read(&self, id: &str) -> Result<(Revision, String, SectionPolicy), Error> {
+        // An actor may stop between being found and being asked: ask again.
+        for _ in 0..3 {
+            let handle = self.handle(id).await?;
+            let (reply, answer) = oneshot::channel();
+            if handle.send(Command::Read { reply }).await.is_ok() {
+                if let Ok(read) = answer.await {
+                    return Ok(read);
+                }
+            }
+        }
+        Err(Error::Unavailable)
+    }
+
+    /// Accepted changes after `after`, from the op log.
+    pub async fn changes(&self, id: &str, after: Revision, limit: u64) -> Result<Vec<shared::AcceptedChange>, Error> {
+        if self.store.document(id).await?.is_none() {
+            return Err(Error::UnknownDocument(id.to_owned()));
+        }
+        self.store.ops_after(id, after, limit).await
+    }
+
+    /// Renames a document.
+    pub async fn rename(&self, id: &str, title: &str) -> Result<DocumentSummary, Error> {
+        let title = clean_title(title).map_err(Error::BadRequest)?;
+        if !self.store.rename(id, &title).await? {
+            return Err(Error::UnknownDocument(id.to_owned()));
+        }
+        let meta = self.store.document(id).await?.ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
+        Ok(meta.summary())
+    }
+
+    /// Deletes a document: its editors are told, its history removed.
+    pub async fn delete(&self, id: &str) -> Result<(), Error> {
+        self.registry.deleting.lock().expect("registry lock").insert(id.to_owned());
+        let result = async {
+            if let Some(handle) = self.running(id) {
+                let (done, stopped) = oneshot::channel();
+                if handle.send(Command::Delete { done }).await.is_ok() {
+                    let _ = stopped.await;
+                }
+            }
+            if self.store.delete(id).await? {
+                tracing::info!(document = %id, "document deleted");
+                Ok(())
+            } else {
+                Err(Error::UnknownDocument(id.to_owned()))
+            }
+        }
+        .await;
+        self.registry.deleting.lock().expect("registry lock").remove(id);
+        result
+    }
+
+    /// Stops every open document, each writing its last snapshot.
+    pub async fn shutdown(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        let open: Vec<mpsc::Sender<Command>> =
+            self.registry.open.lock().expect("registry lock").values().map(|(_, c)| c.clone()).collect();
+        let mut stopped = Vec::new();
+        for commands in open {
+            let (done, wait) = oneshot::channel();
+            if commands.send(Command::Stop { done }).await.is_ok() {
+                stopped.push(wait);
+            }
+        }
+        for wait in stopped {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// A new document id: 12 characters of `[a-z0-9]`, about 62 bits.
+fn new_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 12];
+    getrandom::getrandom(&mut bytes).expect("the system has a random source");
+    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}

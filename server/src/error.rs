@@ -1,0 +1,56 @@
+//! The server's one error type, and how it answers over HTTP.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// What went wrong in the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// Stored data that does not parse.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// No such document.
+    #[error("no document {0}")]
+    UnknownDocument(String),
+    /// A request that cannot be honoured.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The merge engine refused something.
+    #[error(transparent)]
+    Engine(#[from] shared::Error),
+    /// The document's actor stopped (it is restarted on the next request).
+    #[error("the document is unavailable; try again")]
+    Unavailable,
+    /// An I/O failure.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::UnknownDocument(_) => StatusCode::NOT_FOUND,
+            Error::BadRequest(_) | Error::Engine(_) => StatusCode::BAD_REQUEST,
+            Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let body = serde_json::json!({ "error": self.to_string() });
+        (status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,131 @@
+//! The app server of the collaborative editor.
+//!
+//! - [`config`]: flags, environment and file.
+//! - [`store`]: the database (sea-orm; SQLite or PostgreSQL) and its migrations.
+//! - [`document`]: the registry of open documents and their actors, each the
+//!   only writer of its document.
+//! - [`ws`]: the WebSocket protocol (`docs/PROTOCOL.md`).
+//! - [`api`]: documents over HTTP.
+//! - [`backend`]: the same operations for the Leptos app's server functions.
+//! - [`error`]: the crate's one error type.
+//!
+//! [`serve`] puts them together behind one axum router with the
+//! server-rendered app.
+
+pub mod api;
+pub mod backend;
+pub mod config;
+pub mod document;
+pub mod error;
+pub mod store;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::{shell, App};
+use axum::extract::FromRef;
+use axum::routing::get;
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::sync::watch;
+
+pub use config::{Cli, Config};
+use document::Documents;
+pub use error::Error;
+use store::Store;
+
+/// Counters the server keeps.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open WebSocket connections.
+    pub connections: AtomicI64,
+}
+
+/// What every handler can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub documents: Documents,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A running server.
+pub struct Server {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    documents: Documents,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Stops gracefully: every document writes its last snapshot and closes
+    /// its connections (code 1012), then the listener stops.
+    pub async fn shutdown(self) {
+        self.documents.shutdown().await;
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(Duration::from_secs(10), self.task).await {
+            Ok(Ok(Err(error))) => tracing::error!(%error, "server stopped with an error"),
+            Err(_) => tracing::warn!("connections did not close in time"),
+            _ => {}
+        }
+    }
+
+    /// The documents (for tests and tools).
+    pub fn documents(&self) -> &Documents {
+        &self.documents
+    }
+}
+
+/// Connects the database, builds the router and starts serving.
+pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Server, Error> {
+    let store = Store::connect(&config.database_url).await?;
+    tracing::info!(database = store.backend(), "database ready");
+    let documents = Documents::new(store, config.documents.clone());
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        leptos_options: leptos_options.clone(),
+        documents: documents.clone(),
+        config: Arc::new(config),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let backend = backend::shared(documents.clone());
+    let routes = generate_route_list(App);
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/ws", get(ws::upgrade))
+        .merge(api::routes())
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(backend.clone()),
+            {
+                let options = leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state);
+
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Server {
+        addr,
+        documents,
+        stop,
+        task,
+    })
+}

@@ -1,0 +1,101 @@
+//! The tables, one sea-orm entity each. Times are milliseconds since the
+//! Unix epoch; deltas and verdicts are stored in their JSON wire form.
+
+/// A document: its title, policy and where its history stands.
+pub mod document {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "documents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub title: String,
+        pub policy: String,
+        /// The last revision in the op log.
+        pub head_revision: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The text of a document at a revision.
+pub mod snapshot {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "snapshots")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub document_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub revision: i64,
+        #[sea_orm(column_type = "Text")]
+        pub text: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Every accepted change, by revision: the op log.
+pub mod op {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "op_log")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub document_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub revision: i64,
+        pub client_id: i64,
+        pub seq: i64,
+        pub author: String,
+        #[sea_orm(column_type = "Text")]
+        pub delta: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Changes the merge rejected, kept with their verdict.
+pub mod rejected {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "rejected_changes")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub document_id: String,
+        pub client_id: i64,
+        pub seq: i64,
+        pub base_revision: i64,
+        /// The document's revision when the change was rejected.
+        pub revision: i64,
+        pub author: String,
+        #[sea_orm(column_type = "Text")]
+        pub delta: String,
+        #[sea_orm(column_type = "Text")]
+        pub verdict: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,15 @@
+//! Schema migrations, applied at start-up (`Migrator::up`).
+
+use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_tables;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_create_tables::Migration)]
+    }
+}

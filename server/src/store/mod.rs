@@ -1,0 +1,332 @@
+//! Durable storage with sea-orm: SQLite by default (a file in the data
+//! directory, WAL, `synchronous = FULL`), PostgreSQL from a URL.
+//!
+//! The op log holds every accepted change; an append commits before the
+//! change is acknowledged. Snapshots hold the text at some revisions, so a
+//! document loads as a snapshot plus the op log after it.
+
+mod entities;
+mod migrations;
+
+use std::time::Duration;
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use shared::api::DocumentSummary;
+use shared::{AcceptedChange, Author, ClientId, Delta, Revision, SectionPolicy, Seq, Verdict};
+
+use crate::error::Error;
+use entities::{document, op, rejected, snapshot};
+
+/// A rejected change, as recorded.
+#[derive(Clone, Debug)]
+pub struct RejectedChange {
+    pub client: ClientId,
+    pub seq: Seq,
+    pub base: Revision,
+    /// The document's revision when it was rejected.
+    pub revision: Revision,
+    pub author: Author,
+    pub delta: Delta,
+    pub verdict: Verdict,
+}
+
+/// A document's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentMeta {
+    pub id: String,
+    pub title: String,
+    pub policy: SectionPolicy,
+    pub head: Revision,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl DocumentMeta {
+    pub fn summary(&self) -> DocumentSummary {
+        DocumentSummary {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            revision: self.head,
+            policy: self.policy,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// The database, shared by every document actor and request.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// Connects and brings the schema up to date. A `sqlite:` URL creates
+    /// the file (and its directory) when missing.
+    pub async fn connect(url: &str) -> Result<Store, Error> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
+            }
+        }
+        let mut options = ConnectOptions::new(url);
+        options.max_connections(8).acquire_timeout(Duration::from_secs(30)).sqlx_logging(false);
+        options.map_sqlx_sqlite_opts(|o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+        });
+        let db = Database::connect(options).await?;
+        migrations::Migrator::up(&db, None).await?;
+        Ok(Store { db })
+    }
+
+    /// Which database this is, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgres",
+            _ => "other",
+        }
+    }
+
+    /// Creates a document at revision 0 with `text` as its first snapshot.
+    pub async fn create_document(
+        &self,
+        id: &str,
+        title: &str,
+        policy: SectionPolicy,
+        text: &str,
+    ) -> Result<DocumentMeta, Error> {
+        let now = now_ms();
+        let txn = self.db.begin().await?;
+        document::Entity::insert(document::ActiveModel {
+            id: Set(id.to_owned()),
+            title: Set(title.to_owned()),
+            policy: Set(policy.name().to_owned()),
+            head_revision: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        snapshot::Entity::insert(snapshot::ActiveModel {
+            document_id: Set(id.to_owned()),
+            revision: Set(0),
+            text: Set(text.to_owned()),
+            created_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(DocumentMeta {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            policy,
+            head: Revision(0),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// The most recently changed documents first.
+    pub async fn list_documents(&self, limit: u64) -> Result<Vec<DocumentMeta>, Error> {
+        let rows = document::Entity::find()
+            .order_by_desc(document::Column::UpdatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        rows.into_iter().map(meta).collect()
+    }
+
+    /// One document's row.
+    pub async fn document(&self, id: &str) -> Result<Option<DocumentMeta>, Error> {
+        document::Entity::find_by_id(id.to_owned()).one(&self.db).await?.map(meta).transpose()
+    }
+
+    /// Renames a document; false when there is none.
+    pub async fn rename(&self, id: &str, title: &str) -> Result<bool, Error> {
+        let result = document::Entity::update_many()
+            .col_expr(document::Column::Title, title.into())
+            .col_expr(document::Column::UpdatedAt, now_ms().into())
+            .filter(document::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Deletes a document and all its history; false when there is none.
+    pub async fn delete(&self, id: &str) -> Result<bool, Error> {
+        let txn = self.db.begin().await?;
+        op::Entity::delete_many().filter(op::Column::DocumentId.eq(id)).exec(&txn).await?;
+        snapshot::Entity::delete_many().filter(snapshot::Column::DocumentId.eq(id)).exec(&txn).await?;
+        rejected::Entity::delete_many().filter(rejected::Column::DocumentId.eq(id)).exec(&txn).await?;
+        let deleted = document::Entity::delete_many().filter(document::Column::Id.eq(id)).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    /// The newest snapshot at or before `revision`.
+    pub async fn snapshot_at_or_before(&self, id: &str, revision: Revision) -> Result<Option<(Revision, String)>, Error> {
+        let row = snapshot::Entity::find()
+            .filter(snapshot::Column::DocumentId.eq(id))
+            .filter(snapshot::Column::Revision.lte(revision.0 as i64))
+            .order_by_desc(snapshot::Column::Revision)
+            .one(&self.db)
+            .await?;
+        Ok(row.map(|r| (Revision(r.revision as u64), r.text)))
+    }
+
+    /// Accepted changes after `after`, in order, at most `limit`.
+    pub async fn ops_after(&self, id: &str, after: Revision, limit: u64) -> Result<Vec<AcceptedChange>, Error> {
+        let rows = op::Entity::find()
+            .filter(op::Column::DocumentId.eq(id))
+            .filter(op::Column::Revision.gt(after.0 as i64))
+            .order_by_asc(op::Column::Revision)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(AcceptedChange {
+                    revision: Revision(r.revision as u64),
+                    client: ClientId::new(r.client_id as u64).ok_or_else(|| Error::Corrupt("client id".into()))?,
+                    seq: Seq(r.seq as u64),
+                    author: Author::new(&r.author),
+                    delta: serde_json::from_str(&r.delta).map_err(|e| Error::Corrupt(format!("op delta: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Rejected changes decided at or after `revision`.
+    pub async fn rejected_since(&self, id: &str, revision: Revision) -> Result<Vec<RejectedChange>, Error> {
+        let rows = rejected::Entity::find()
+            .filter(rejected::Column::DocumentId.eq(id))
+            .filter(rejected::Column::Revision.gte(revision.0 as i64))
+            .order_by_asc(rejected::Column::Id)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RejectedChange {
+                    client: ClientId::new(r.client_id as u64).ok_or_else(|| Error::Corrupt("client id".into()))?,
+                    seq: Seq(r.seq as u64),
+                    base: Revision(r.base_revision as u64),
+                    revision: Revision(r.revision as u64),
+                    author: Author::new(&r.author),
+                    delta: serde_json::from_str(&r.delta).map_err(|e| Error::Corrupt(format!("delta: {e}")))?,
+                    verdict: serde_json::from_str(&r.verdict).map_err(|e| Error::Corrupt(format!("verdict: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends accepted changes to the op log and records rejected ones, in
+    /// one transaction. When it returns, they are durable.
+    pub async fn append(&self, id: &str, accepted: &[&AcceptedChange], rejected: &[RejectedChange]) -> Result<(), Error> {
+        if accepted.is_empty() && rejected.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let txn = self.db.begin().await?;
+        if !accepted.is_empty() {
+            let rows = accepted.iter().map(|c| op::ActiveModel {
+                document_id: Set(id.to_owned()),
+                revision: Set(c.revision.0 as i64),
+                client_id: Set(c.client.get() as i64),
+                seq: Set(c.seq.0 as i64),
+                author: Set(c.author.name().to_owned()),
+                delta: Set(serde_json::to_string(&c.delta).expect("deltas serialize")),
+                created_at: Set(now),
+            });
+            op::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+            let head = accepted.last().expect("not empty").revision.0 as i64;
+            document::Entity::update_many()
+                .col_expr(document::Column::HeadRevision, head.into())
+                .col_expr(document::Column::UpdatedAt, now.into())
+                .filter(document::Column::Id.eq(id))
+                .exec(&txn)
+                .await?;
+        }
+        if !rejected.is_empty() {
+            let rows = rejected.iter().map(|r| rejected::ActiveModel {
+                document_id: Set(id.to_owned()),
+                client_id: Set(r.client.get() as i64),
+                seq: Set(r.seq.0 as i64),
+                base_revision: Set(r.base.0 as i64),
+                revision: Set(r.revision.0 as i64),
+                author: Set(r.author.name().to_owned()),
+                delta: Set(serde_json::to_string(&r.delta).expect("deltas serialize")),
+                verdict: Set(serde_json::to_string(&r.verdict).expect("verdicts serialize")),
+                created_at: Set(now),
+                ..Default::default()
+            });
+            rejected::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Saves the text at `revision`, and drops snapshots older than `keep_from`
+    /// except the newest of those (so a snapshot at or before `keep_from` stays).
+    pub async fn save_snapshot(&self, id: &str, revision: Revision, text: &str, keep_from: Revision) -> Result<(), Error> {
+        snapshot::Entity::insert(snapshot::ActiveModel {
+            document_id: Set(id.to_owned()),
+            revision: Set(revision.0 as i64),
+            text: Set(text.to_owned()),
+            created_at: Set(now_ms()),
+        })
+        .on_conflict(
+            OnConflict::columns([snapshot::Column::DocumentId, snapshot::Column::Revision])
+                .update_column(snapshot::Column::Text)
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        let anchor: Option<i64> = snapshot::Entity::find()
+            .select_only()
+            .column(snapshot::Column::Revision)
+            .filter(snapshot::Column::DocumentId.eq(id))
+            .filter(snapshot::Column::Revision.lte(keep_from.0 as i64))
+            .order_by_desc(snapshot::Column::Revision)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        if let Some(anchor) = anchor {
+            snapshot::Entity::delete_many()
+                .filter(snapshot::Column::DocumentId.eq(id))
+                .filter(snapshot::Column::Revision.lt(anchor))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn meta(row: document::Model) -> Result<DocumentMeta, Error> {
+    Ok(DocumentMeta {
+        policy: SectionPolicy::from_name(&row.policy)
+            .ok_or_else(|| Error::Corrupt(format!("document {}: policy {:?}", row.id, row.policy)))?,
+        id: row.id,
+        title: row.title,
+        head: Revision(row.head_revision as u64),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}

@@ -1,0 +1,119 @@
+//! The WebSocket protocol between the browser and its app server.
+//!
+//! Every frame is one JSON object with a `"type"` field. `docs/PROTOCOL.md`
+//! describes each message, its fields and the order guarantees; this module
+//! is the one definition both sides compile.
+
+use serde::{Deserialize, Serialize};
+
+use crate::change::{AcceptedChange, Change, ClientId, Revision, Seq, Verdict};
+use crate::section::SectionPolicy;
+
+/// A document's id: short, URL-safe, chosen by the server.
+pub type DocumentId = String;
+
+/// What a client sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Opens (or reopens, after a reconnect) a document on this socket.
+    Join {
+        document: DocumentId,
+        client: ClientId,
+        /// The last revision this client has. The server sends the accepted
+        /// changes after it; without one (or if it is too old to catch up
+        /// from) it sends the whole text.
+        #[serde(default)]
+        revision: Option<Revision>,
+        /// The name to show collaborators (until accounts exist).
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// A change to the joined document.
+    Submit { change: Change },
+}
+
+/// What the server sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The document is joined. Followed by every accepted change after
+    /// `revision`, in order, then by live changes.
+    Joined {
+        document: DocumentId,
+        /// The revision the following changes start after: the client's own
+        /// revision when it can catch up, otherwise the revision of `text`.
+        revision: Revision,
+        /// The whole text at `revision`, when the client must start over.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        policy: SectionPolicy,
+    },
+    /// A change accepted from another client (or, after a reconnect, one of
+    /// our own: it acknowledges our change of that sequence number).
+    Accepted { change: AcceptedChange },
+    /// The verdict on one of our changes.
+    Verdict { seq: Seq, verdict: Verdict },
+    /// Bad input or a failure; nothing was changed. `seq` names the change
+    /// it concerns, if any.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<Seq>,
+    },
+}
+
+/// Why the server refused a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or not a message of this protocol (unknown type, missing
+    /// or extra fields).
+    BadMessage,
+    /// The message is larger than the server accepts.
+    TooLarge,
+    /// No document with that id.
+    UnknownDocument,
+    /// A change before joining, or for another client id than the join's.
+    NotJoined,
+    /// The delta does not fit the text of its base revision, or is malformed.
+    BadDelta,
+    /// The base revision is newer than the document's.
+    UnknownRevision,
+    /// The sequence number is older than the client's last change.
+    StaleSequence,
+    /// The change would make the document larger than allowed.
+    DocumentTooLarge,
+    /// The document was deleted.
+    DocumentDeleted,
+    /// Too many messages; slow down.
+    RateLimited,
+    /// The server failed; try again.
+    Internal,
+}
+
+impl ServerMessage {
+    /// An error frame.
+    pub fn error(code: ErrorCode, message: impl Into<String>, seq: Option<Seq>) -> ServerMessage {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            seq,
+        }
+    }
+}
+
+impl ErrorCode {
+    /// The error code for an engine error.
+    pub fn of(error: &crate::Error) -> ErrorCode {
+        use crate::Error as E;
+        match error {
+            E::UnknownRevision { .. } => ErrorCode::UnknownRevision,
+            E::StaleSequence { .. } => ErrorCode::StaleSequence,
+            E::DocumentTooLarge { .. } => ErrorCode::DocumentTooLarge,
+            E::ZeroLengthOp | E::BaseLength { .. } | E::Mismatch { .. } | E::TooLong { .. } => ErrorCode::BadDelta,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
