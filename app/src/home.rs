@@ -73,7 +73,9 @@ fn DocumentItem(
     let confirm_delete = {
         let title = doc.title.clone();
         move |ev: leptos::ev::SubmitEvent| {
-            let sure = window().confirm_with_message(&format!("Delete “{title}” and its history?")).unwrap_or(false);
+            let sure = window()
+                .confirm_with_message(&format!("Delete “{title}” and its history?"))
+                .unwrap_or(false);
             if !sure {
                 ev.prevent_default();
             }

@@ -30,7 +30,10 @@ struct ListQuery {
     limit: Option<u64>,
 }
 
-async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Vec<DocumentSummary>>, Error> {
+async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<DocumentSummary>>, Error> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(state.documents.list(limit).await?))
 }

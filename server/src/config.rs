@@ -78,7 +78,8 @@ impl Config {
     pub fn resolve(cli: Cli, default_addr: SocketAddr) -> Result<Config, Error> {
         let file: File = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
                 toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
             }
             None => File::default(),
@@ -107,7 +108,11 @@ impl Config {
         Ok(Config {
             addr: cli.addr.or(file.addr).unwrap_or(default_addr),
             database_url,
-            max_message_bytes: cli.max_message_bytes.or(file.max_message_bytes).unwrap_or(1 << 20).max(1024),
+            max_message_bytes: cli
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(1 << 20)
+                .max(1024),
             documents,
         })
     }

@@ -101,15 +101,10 @@ pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Serv
         .route("/healthz", get(|| async { "ok" }))
         .route("/ws", get(ws::upgrade))
         .merge(api::routes())
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(backend.clone()),
-            {
-                let options = leptos_options.clone();
-                move || shell(options.clone())
-            },
-        )
+        .leptos_routes_with_context(&state, routes, move || provide_context(backend.clone()), {
+            let options = leptos_options.clone();
+            move || shell(options.clone())
+        })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state);
 

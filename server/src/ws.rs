@@ -27,7 +27,9 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 /// `GET /ws`: upgrades to the editing protocol.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     let limit = state.config.max_message_bytes;
-    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| connection(socket, state))
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| connection(socket, state))
 }
 
 struct Joined {
@@ -46,7 +48,12 @@ async fn connection(socket: WebSocket, state: AppState) {
             let message = match out {
                 Outbound::Frame(text) => Message::Text(text),
                 Outbound::Close(code, reason) => {
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
                     break;
                 }
             };
@@ -63,7 +70,12 @@ async fn connection(socket: WebSocket, state: AppState) {
         let text = match message {
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(_)) => {
-                reply_error(&outbound, ErrorCode::BadMessage, "binary frames are not part of the protocol", None);
+                reply_error(
+                    &outbound,
+                    ErrorCode::BadMessage,
+                    "binary frames are not part of the protocol",
+                    None,
+                );
                 continue;
             }
             Ok(Message::Close(_)) => break,
@@ -80,7 +92,12 @@ async fn connection(socket: WebSocket, state: AppState) {
         let parsed: ClientMessage = match serde_json::from_str(text.as_str()) {
             Ok(parsed) => parsed,
             Err(error) => {
-                reply_error(&outbound, ErrorCode::BadMessage, &format!("not a protocol message: {error}"), None);
+                reply_error(
+                    &outbound,
+                    ErrorCode::BadMessage,
+                    &format!("not a protocol message: {error}"),
+                    None,
+                );
                 continue;
             }
         };
@@ -104,22 +121,40 @@ async fn connection(socket: WebSocket, state: AppState) {
                             author,
                         })
                     }
-                    Err(Error::UnknownDocument(_)) => {
-                        reply_error(&outbound, ErrorCode::UnknownDocument, &format!("no document {document}"), None)
-                    }
+                    Err(Error::UnknownDocument(_)) => reply_error(
+                        &outbound,
+                        ErrorCode::UnknownDocument,
+                        &format!("no document {document}"),
+                        None,
+                    ),
                     Err(error) => {
                         tracing::warn!(conn, %document, %error, "join failed");
-                        reply_error(&outbound, ErrorCode::Internal, "the document is unavailable; try again", None)
+                        reply_error(
+                            &outbound,
+                            ErrorCode::Internal,
+                            "the document is unavailable; try again",
+                            None,
+                        )
                     }
                 }
             }
             ClientMessage::Submit { change } => {
                 let Some(session) = &joined else {
-                    reply_error(&outbound, ErrorCode::NotJoined, "join a document first", Some(change.seq));
+                    reply_error(
+                        &outbound,
+                        ErrorCode::NotJoined,
+                        "join a document first",
+                        Some(change.seq),
+                    );
                     continue;
                 };
                 if change.client != session.client {
-                    reply_error(&outbound, ErrorCode::NotJoined, "the change's client is not the joined one", Some(change.seq));
+                    reply_error(
+                        &outbound,
+                        ErrorCode::NotJoined,
+                        "the change's client is not the joined one",
+                        Some(change.seq),
+                    );
                     continue;
                 }
                 let command = Command::Submit {
@@ -178,6 +213,16 @@ fn reply_error(outbound: &mpsc::Sender<Outbound>, code: ErrorCode, message: &str
 
 /// The name shown to collaborators: trimmed, at most 40 characters.
 fn display_name(name: Option<&str>) -> String {
-    let name: String = name.unwrap_or("").trim().chars().filter(|c| !c.is_control()).take(40).collect();
-    if name.is_empty() { "Anonymous".to_owned() } else { name }
+    let name: String = name
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(40)
+        .collect();
+    if name.is_empty() {
+        "Anonymous".to_owned()
+    } else {
+        name
+    }
 }

@@ -156,7 +156,9 @@ mod imp {
                 doc.text.clone(),
             );
             client.disconnect();
-            let name = storage().and_then(|s| s.get_item(NAME_KEY).ok().flatten()).unwrap_or_default();
+            let name = storage()
+                .and_then(|s| s.get_item(NAME_KEY).ok().flatten())
+                .unwrap_or_default();
             signals.name.set(name);
             let session = Rc::new_cyclic(|this| {
                 RefCell::new(Session {
@@ -198,7 +200,11 @@ mod imp {
         fn connect(&mut self) {
             self.signals.connection.set(Connection::Connecting);
             let location = window().location();
-            let scheme = if location.protocol().as_deref() == Ok("https:") { "wss" } else { "ws" };
+            let scheme = if location.protocol().as_deref() == Ok("https:") {
+                "wss"
+            } else {
+                "ws"
+            };
             let host = location.host().unwrap_or_default();
             let socket = match WebSocket::new(&format!("{scheme}://{host}/ws")) {
                 Ok(socket) => socket,
@@ -262,7 +268,13 @@ mod imp {
             self.socket = None;
             self.callbacks.clear();
             self.client.disconnect();
-            if code == 1000 && self.signals.flash.get_untracked().is_some_and(|f| f.contains("deleted")) {
+            if code == 1000
+                && self
+                    .signals
+                    .flash
+                    .get_untracked()
+                    .is_some_and(|f| f.contains("deleted"))
+            {
                 self.signals.connection.set(Connection::Offline(0));
                 return;
             }
@@ -272,7 +284,9 @@ mod imp {
         fn retry_later(&mut self) {
             let delay_ms = (250u64 << self.attempts.min(5)).min(5000) + (js_sys::Math::random() * 250.0) as u64;
             self.attempts += 1;
-            self.signals.connection.set(Connection::Offline(delay_ms.div_ceil(1000) as u32));
+            self.signals
+                .connection
+                .set(Connection::Offline(delay_ms.div_ceil(1000) as u32));
             let this = self.this.clone();
             set_timeout(
                 move || {
@@ -401,7 +415,10 @@ mod imp {
             let message = match entry.conflicts.first() {
                 Some(conflict) => {
                     let line = self.client.server_text().line_of(conflict.current.start) + 1;
-                    format!("{} changed line {line} first; your edit was kept in Rejected edits.", conflict.author)
+                    format!(
+                        "{} changed line {line} first; your edit was kept in Rejected edits.",
+                        conflict.author
+                    )
                 }
                 None => "The document was reloaded; your unsaved edit was kept in Rejected edits.".to_owned(),
             };
@@ -412,9 +429,10 @@ mod imp {
             self.signals.revision.set(self.client.revision().0);
             self.signals.unsynced.set(self.client.has_unsynced());
             let tray = self.client.tray();
-            let same = self.signals.tray.with_untracked(|shown| {
-                shown.len() == tray.len() && shown.iter().zip(tray).all(|(a, b)| a.id == b.id)
-            });
+            let same = self
+                .signals
+                .tray
+                .with_untracked(|shown| shown.len() == tray.len() && shown.iter().zip(tray).all(|(a, b)| a.id == b.id));
             if !same {
                 self.signals.tray.set(tray.to_vec());
             }
@@ -467,11 +485,17 @@ mod imp {
                 let Ok(response) = wasm_bindgen_futures::JsFuture::from(window().fetch_with_str(&url)).await else {
                     return;
                 };
-                let Ok(response) = response.dyn_into::<web_sys::Response>() else { return };
+                let Ok(response) = response.dyn_into::<web_sys::Response>() else {
+                    return;
+                };
                 let Ok(text) = response.text() else { return };
-                let Ok(text) = wasm_bindgen_futures::JsFuture::from(text).await else { return };
+                let Ok(text) = wasm_bindgen_futures::JsFuture::from(text).await else {
+                    return;
+                };
                 let Some(text) = text.as_string() else { return };
-                let Ok(changes) = serde_json::from_str::<Vec<AcceptedChange>>(&text) else { return };
+                let Ok(changes) = serde_json::from_str::<Vec<AcceptedChange>>(&text) else {
+                    return;
+                };
                 if let Some(s) = this.upgrade() {
                     let mut s = s.borrow_mut();
                     if let Err(error) = s.client.catch_up_tray(&changes) {
@@ -520,9 +544,9 @@ mod imp {
                 s.pump();
             }
             Err(Error::HistoryUnavailable { since }) => {
-                s.signals
-                    .flash
-                    .set(Some("Fetching what changed since this edit; try again in a moment.".into()));
+                s.signals.flash.set(Some(
+                    "Fetching what changed since this edit; try again in a moment.".into(),
+                ));
                 s.fetch_history(since);
             }
             Err(error) => leptos::logging::error!("re-apply failed: {error}"),

@@ -48,11 +48,17 @@ pub enum Command {
         done: oneshot::Sender<()>,
     },
     /// A change from a joined connection.
-    Submit { conn: ConnId, change: Change, author: Author },
+    Submit {
+        conn: ConnId,
+        change: Change,
+        author: Author,
+    },
     /// A connection left.
     Leave { conn: ConnId },
     /// The current text and revision (once durable).
-    Read { reply: oneshot::Sender<(Revision, String, SectionPolicy)> },
+    Read {
+        reply: oneshot::Sender<(Revision, String, SectionPolicy)>,
+    },
     /// Write a last snapshot and stop.
     Stop { done: oneshot::Sender<()> },
     /// The document is being deleted: tell everyone and stop.
@@ -106,7 +112,10 @@ impl Actor {
         settings: Arc<Settings>,
         registry: Registry,
     ) -> Result<Actor, Error> {
-        let meta = store.document(id).await?.ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
+        let meta = store
+            .document(id)
+            .await?
+            .ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
         let anchor = Revision(meta.head.0.saturating_sub(settings.limits.window as u64));
         let (base, text) = match store.snapshot_at_or_before(id, anchor).await? {
             Some(snapshot) => snapshot,
@@ -128,7 +137,12 @@ impl Actor {
         for rejected in store.rejected_since(id, base).await? {
             doc.remember_verdict(rejected.client, rejected.seq, rejected.verdict);
         }
-        tracing::debug!(document = id, snapshot = base.0, revision = doc.revision().0, "document loaded");
+        tracing::debug!(
+            document = id,
+            snapshot = base.0,
+            revision = doc.revision().0,
+            "document loaded"
+        );
         Ok(Actor {
             id: id.to_owned(),
             generation,
@@ -222,16 +236,24 @@ impl Actor {
         self.persist(&outbox).await;
         self.deliver(outbox);
         if let Some(done) = deleted {
-            let message = frame(&ServerMessage::error(ErrorCode::DocumentDeleted, "the document was deleted", None));
+            let message = frame(&ServerMessage::error(
+                ErrorCode::DocumentDeleted,
+                "the document was deleted",
+                None,
+            ));
             for connection in self.connections.values() {
                 let _ = connection.outbound.try_send(Outbound::Frame(message.clone()));
-                let _ = connection.outbound.try_send(Outbound::Close(1000, "document deleted".into()));
+                let _ = connection
+                    .outbound
+                    .try_send(Outbound::Close(1000, "document deleted".into()));
             }
             return Flow::Deleted(done);
         }
         if !stop.is_empty() {
             for connection in self.connections.values() {
-                let _ = connection.outbound.try_send(Outbound::Close(1012, "server restarting".into()));
+                let _ = connection
+                    .outbound
+                    .try_send(Outbound::Close(1012, "server restarting".into()));
             }
             return Flow::Stop(stop);
         }
@@ -299,7 +321,11 @@ impl Actor {
             return;
         };
         if connection.client != change.client {
-            let message = ServerMessage::error(ErrorCode::NotJoined, "the change's client is not the joined one", Some(change.seq));
+            let message = ServerMessage::error(
+                ErrorCode::NotJoined,
+                "the change's client is not the joined one",
+                Some(change.seq),
+            );
             outbox.frames.push((Target::One(conn), frame(&message)));
             return;
         }

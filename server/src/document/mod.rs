@@ -129,7 +129,12 @@ impl Documents {
         let generation = self.registry.generation.fetch_add(1, Ordering::Relaxed);
         open.insert(id.to_owned(), (generation, commands.clone()));
         drop(open);
-        let (id, store, settings, registry) = (id.to_owned(), self.store.clone(), self.settings.clone(), self.registry.clone());
+        let (id, store, settings, registry) = (
+            id.to_owned(),
+            self.store.clone(),
+            self.settings.clone(),
+            self.registry.clone(),
+        );
         tokio::spawn(async move {
             match actor::Actor::load(&id, generation, store, settings, registry.clone()).await {
                 Ok(actor) => actor.run(receiver).await,
@@ -144,9 +149,11 @@ impl Documents {
 
     fn running(&self, id: &str) -> Option<DocumentHandle> {
         let open = self.registry.open.lock().expect("registry lock");
-        open.get(id).filter(|(_, c)| !c.is_closed()).map(|(_, commands)| DocumentHandle {
-            commands: commands.clone(),
-        })
+        open.get(id)
+            .filter(|(_, c)| !c.is_closed())
+            .map(|(_, commands)| DocumentHandle {
+                commands: commands.clone(),
+            })
     }
 
     /// Creates a document.
@@ -171,12 +178,22 @@ impl Documents {
 
     /// The most recently changed documents.
     pub async fn list(&self, limit: u64) -> Result<Vec<DocumentSummary>, Error> {
-        Ok(self.store.list_documents(limit).await?.iter().map(|m| m.summary()).collect())
+        Ok(self
+            .store
+            .list_documents(limit)
+            .await?
+            .iter()
+            .map(|m| m.summary())
+            .collect())
     }
 
     /// A document with its current text.
     pub async fn view(&self, id: &str) -> Result<DocumentView, Error> {
-        let meta = self.store.document(id).await?.ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
+        let meta = self
+            .store
+            .document(id)
+            .await?
+            .ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
         let (revision, text, policy) = self.read(id).await?;
         Ok(DocumentView {
             id: meta.id,
@@ -215,13 +232,21 @@ impl Documents {
         if !self.store.rename(id, &title).await? {
             return Err(Error::UnknownDocument(id.to_owned()));
         }
-        let meta = self.store.document(id).await?.ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
+        let meta = self
+            .store
+            .document(id)
+            .await?
+            .ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
         Ok(meta.summary())
     }
 
     /// Deletes a document: its editors are told, its history removed.
     pub async fn delete(&self, id: &str) -> Result<(), Error> {
-        self.registry.deleting.lock().expect("registry lock").insert(id.to_owned());
+        self.registry
+            .deleting
+            .lock()
+            .expect("registry lock")
+            .insert(id.to_owned());
         let result = async {
             if let Some(handle) = self.running(id) {
                 let (done, stopped) = oneshot::channel();
@@ -244,8 +269,14 @@ impl Documents {
     /// Stops every open document, each writing its last snapshot.
     pub async fn shutdown(&self) {
         self.closing.store(true, Ordering::Relaxed);
-        let open: Vec<mpsc::Sender<Command>> =
-            self.registry.open.lock().expect("registry lock").values().map(|(_, c)| c.clone()).collect();
+        let open: Vec<mpsc::Sender<Command>> = self
+            .registry
+            .open
+            .lock()
+            .expect("registry lock")
+            .values()
+            .map(|(_, c)| c.clone())
+            .collect();
         let mut stopped = Vec::new();
         for commands in open {
             let (done, wait) = oneshot::channel();
@@ -264,5 +295,8 @@ fn new_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 12];
     getrandom::getrandom(&mut bytes).expect("the system has a random source");
-    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }

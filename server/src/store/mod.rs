@@ -13,8 +13,8 @@ use std::time::Duration;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use shared::api::DocumentSummary;
@@ -79,12 +79,18 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store, Error> {
         if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             let path = path.split('?').next().unwrap_or(path);
-            if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = std::path::Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
             }
         }
         let mut options = ConnectOptions::new(url);
-        options.max_connections(8).acquire_timeout(Duration::from_secs(30)).sqlx_logging(false);
+        options
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false);
         options.map_sqlx_sqlite_opts(|o| {
             o.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -156,7 +162,11 @@ impl Store {
 
     /// One document's row.
     pub async fn document(&self, id: &str) -> Result<Option<DocumentMeta>, Error> {
-        document::Entity::find_by_id(id.to_owned()).one(&self.db).await?.map(meta).transpose()
+        document::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .map(meta)
+            .transpose()
     }
 
     /// Renames a document; false when there is none.
@@ -173,16 +183,32 @@ impl Store {
     /// Deletes a document and all its history; false when there is none.
     pub async fn delete(&self, id: &str) -> Result<bool, Error> {
         let txn = self.db.begin().await?;
-        op::Entity::delete_many().filter(op::Column::DocumentId.eq(id)).exec(&txn).await?;
-        snapshot::Entity::delete_many().filter(snapshot::Column::DocumentId.eq(id)).exec(&txn).await?;
-        rejected::Entity::delete_many().filter(rejected::Column::DocumentId.eq(id)).exec(&txn).await?;
-        let deleted = document::Entity::delete_many().filter(document::Column::Id.eq(id)).exec(&txn).await?;
+        op::Entity::delete_many()
+            .filter(op::Column::DocumentId.eq(id))
+            .exec(&txn)
+            .await?;
+        snapshot::Entity::delete_many()
+            .filter(snapshot::Column::DocumentId.eq(id))
+            .exec(&txn)
+            .await?;
+        rejected::Entity::delete_many()
+            .filter(rejected::Column::DocumentId.eq(id))
+            .exec(&txn)
+            .await?;
+        let deleted = document::Entity::delete_many()
+            .filter(document::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
         txn.commit().await?;
         Ok(deleted.rows_affected > 0)
     }
 
     /// The newest snapshot at or before `revision`.
-    pub async fn snapshot_at_or_before(&self, id: &str, revision: Revision) -> Result<Option<(Revision, String)>, Error> {
+    pub async fn snapshot_at_or_before(
+        &self,
+        id: &str,
+        revision: Revision,
+    ) -> Result<Option<(Revision, String)>, Error> {
         let row = snapshot::Entity::find()
             .filter(snapshot::Column::DocumentId.eq(id))
             .filter(snapshot::Column::Revision.lte(revision.0 as i64))
@@ -239,7 +265,12 @@ impl Store {
 
     /// Appends accepted changes to the op log and records rejected ones, in
     /// one transaction. When it returns, they are durable.
-    pub async fn append(&self, id: &str, accepted: &[&AcceptedChange], rejected: &[RejectedChange]) -> Result<(), Error> {
+    pub async fn append(
+        &self,
+        id: &str,
+        accepted: &[&AcceptedChange],
+        rejected: &[RejectedChange],
+    ) -> Result<(), Error> {
         if accepted.is_empty() && rejected.is_empty() {
             return Ok(());
         }
@@ -285,7 +316,13 @@ impl Store {
 
     /// Saves the text at `revision`, and drops snapshots older than `keep_from`
     /// except the newest of those (so a snapshot at or before `keep_from` stays).
-    pub async fn save_snapshot(&self, id: &str, revision: Revision, text: &str, keep_from: Revision) -> Result<(), Error> {
+    pub async fn save_snapshot(
+        &self,
+        id: &str,
+        revision: Revision,
+        text: &str,
+        keep_from: Revision,
+    ) -> Result<(), Error> {
         snapshot::Entity::insert(snapshot::ActiveModel {
             document_id: Set(id.to_owned()),
             revision: Set(revision.0 as i64),

@@ -116,7 +116,11 @@ impl Alphabet {
     fn next(&mut self) -> char {
         let n = self.0;
         self.0 += 1;
-        let code = if n.is_multiple_of(2) { 0x4E00 + n / 2 } else { 0x20000 + n / 2 };
+        let code = if n.is_multiple_of(2) {
+            0x4E00 + n / 2
+        } else {
+            0x20000 + n / 2
+        };
         char::from_u32(code).expect("valid ideograph")
     }
 }

@@ -1,0 +1,205 @@
+//! Live editing against the real server on port 0, with real WebSocket
+//! clients running the shared client state machine (which fails the test
+//! if a verdict ever differs from its prediction).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use shared::api::NewDocument;
+use shared::text::char_count;
+use shared::{Delta, Revision};
+use support::{any_port, start, Browser, TempDir};
+
+/// A small deterministic generator for the clients' typing.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+/// Inserts `token` at a random position, or (if `delete`) sometimes deletes
+/// a few characters instead.
+fn random_edit(browser: &mut Browser, rng: &mut Rng, token: &str, delete: bool) {
+    let len = char_count(browser.state.text());
+    let delta = if delete && len > 20 && rng.below(4) == 0 {
+        let at = rng.below(len - 3);
+        Delta::splice(len, at, 1 + rng.below(3), "").unwrap()
+    } else {
+        // Between tokens (after a newline or a token's end), never inside one.
+        let text = browser.state.text();
+        let boundaries: Vec<usize> = std::iter::once(0)
+            .chain(
+                text.chars()
+                    .enumerate()
+                    .filter(|(_, c)| *c == '\n' || *c == '>')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        let at = boundaries[rng.below(boundaries.len())];
+        Delta::splice(len, at, 0, token).unwrap()
+    };
+    browser.state.edit(delta).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_clients_typing_at_once_converge() {
+    let dir = TempDir::new("converge");
+    let server = start(&dir.sqlite_url(), any_port(), |_| {}).await;
+    let doc = server
+        .documents()
+        .create(NewDocument {
+            text: Some("line of text\n".repeat(30)),
+            ..NewDocument::default()
+        })
+        .await
+        .unwrap();
+    let addr = server.addr;
+
+    let mut tasks = Vec::new();
+    for i in 0..10u64 {
+        let id = doc.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut browser = Browser::open(addr, &id, 100 + i, &format!("user{i}")).await;
+            let mut rng = Rng(0x9E37_79B9 + i);
+            for n in 0..60 {
+                random_edit(&mut browser, &mut rng, &format!("<{i}.{n}>"), true);
+                browser.pump().await;
+                let wait = rng.below(8) as u64;
+                assert!(
+                    browser.receive_for(Duration::from_millis(wait)).await,
+                    "connection lost"
+                );
+            }
+            browser.settle(None).await;
+            browser
+        }));
+    }
+    let mut browsers = Vec::new();
+    for task in tasks {
+        browsers.push(task.await.unwrap());
+    }
+    let view = server.documents().view(&doc.id).await.unwrap();
+    let mut rejected = 0;
+    for browser in &mut browsers {
+        browser.settle(Some(view.revision)).await;
+        assert_eq!(browser.state.revision(), view.revision);
+        assert_eq!(
+            browser.state.text(),
+            view.text,
+            "client {} converges",
+            browser.state.client()
+        );
+        rejected += browser.state.tray().len();
+    }
+    println!(
+        "10 clients × 60 edits: revision {}, {} edits rejected (in trays), final text {} characters",
+        view.revision,
+        rejected,
+        char_count(&view.text)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_session_loses_nothing_acknowledged() {
+    let dir = TempDir::new("restart");
+    let server = start(&dir.sqlite_url(), any_port(), |_| {}).await;
+    let doc = server
+        .documents()
+        .create(NewDocument {
+            text: Some("one\ntwo\nthree\nfour\nfive\nsix\n".into()),
+            ..NewDocument::default()
+        })
+        .await
+        .unwrap();
+    let mut browsers = Vec::new();
+    for i in 0..4u64 {
+        browsers.push(Browser::open(server.addr, &doc.id, 200 + i, "writer").await);
+    }
+    let mut rng = Rng(42);
+    let mut typed = Vec::new();
+    // First half: type, with some changes still in flight when the server stops.
+    for n in 0..40 {
+        let i = n % browsers.len();
+        let token = format!("<{i}.{n}>");
+        random_edit(&mut browsers[i], &mut rng, &token, false);
+        typed.push((i, token));
+        browsers[i].pump().await;
+        for b in &mut browsers {
+            b.receive_for(Duration::from_millis(1)).await;
+        }
+    }
+    let before = server.documents().view(&doc.id).await.unwrap();
+    server.shutdown().await;
+    for b in &mut browsers {
+        // The server closed the socket: the client notices.
+        while b.receive_for(Duration::from_millis(50)).await {}
+    }
+
+    // Start again on the same database; everyone reconnects and resends.
+    let server = start(&dir.sqlite_url(), any_port(), |_| {}).await;
+    let after_restart = server.documents().view(&doc.id).await.unwrap();
+    assert_eq!(
+        after_restart.text, before.text,
+        "everything acknowledged survived the restart"
+    );
+    assert_eq!(after_restart.revision, before.revision);
+    for b in &mut browsers {
+        let revision = b.state.revision();
+        b.connect(server.addr, Some(revision)).await;
+    }
+    for n in 40..80 {
+        let i = n % browsers.len();
+        let token = format!("<{i}.{n}>");
+        random_edit(&mut browsers[i], &mut rng, &token, false);
+        typed.push((i, token));
+        browsers[i].pump().await;
+        for b in &mut browsers {
+            b.receive_for(Duration::from_millis(1)).await;
+        }
+    }
+    for b in &mut browsers {
+        b.settle(None).await;
+    }
+    let view = server.documents().view(&doc.id).await.unwrap();
+    for b in &mut browsers {
+        b.settle(Some(view.revision)).await;
+        assert_eq!(b.state.text(), view.text);
+    }
+    // Every token is in the document exactly once, or in its typist's tray.
+    let mut in_trays: HashMap<usize, String> = HashMap::new();
+    for (i, b) in browsers.iter().enumerate() {
+        in_trays.insert(
+            i,
+            b.state
+                .tray()
+                .iter()
+                .map(|e| e.inserted.clone())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    for (i, token) in &typed {
+        let count = view.text.matches(token.as_str()).count();
+        assert!(
+            count == 1 || (count == 0 && in_trays[i].contains(token.as_str())),
+            "{token} appears {count} times"
+        );
+    }
+    let trays: usize = browsers.iter().map(|b| b.state.tray().len()).sum();
+    println!(
+        "restart: {} tokens typed, final revision {}, {} tray entries",
+        typed.len(),
+        view.revision,
+        trays
+    );
+    assert!(view.revision > Revision(40));
+    server.shutdown().await;
+}

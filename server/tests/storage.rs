@@ -1,0 +1,244 @@
+//! Storage against both databases: SQLite (a temporary file) and the real
+//! PostgreSQL (a throwaway database; `COLLAB_TEST_POSTGRES` names the
+//! server, `postgres://postgres@127.0.0.1:5432/postgres` by default).
+
+mod support;
+
+use std::time::Duration;
+
+use collab::document::{Documents, Settings};
+use collab::store::{RejectedChange, Store};
+use sea_orm::{ConnectionTrait, Database};
+use shared::api::NewDocument;
+use shared::{AcceptedChange, Author, Change, ClientId, Delta, Revision, SectionPolicy, Seq, Verdict};
+use support::TempDir;
+
+fn accepted(revision: u64, delta: Delta) -> AcceptedChange {
+    AcceptedChange {
+        revision: Revision(revision),
+        client: ClientId::new(7).unwrap(),
+        seq: Seq(revision),
+        author: Author::new("Ana"),
+        delta,
+    }
+}
+
+/// The store's queries, one by one.
+async fn queries(store: &Store) {
+    let meta = store
+        .create_document("doc1", "First", SectionPolicy::Range, "abc")
+        .await
+        .unwrap();
+    assert_eq!(meta.head, Revision(0));
+    assert!(
+        store
+            .create_document("doc1", "Again", SectionPolicy::Line, "")
+            .await
+            .is_err(),
+        "ids are unique"
+    );
+    assert_eq!(
+        store.snapshot_at_or_before("doc1", Revision(0)).await.unwrap(),
+        Some((Revision(0), "abc".into()))
+    );
+
+    let one = accepted(1, Delta::splice(3, 3, 0, "d").unwrap());
+    let two = accepted(2, Delta::splice(4, 0, 1, "").unwrap());
+    let rejected = RejectedChange {
+        client: ClientId::new(8).unwrap(),
+        seq: Seq(1),
+        base: Revision(0),
+        revision: Revision(2),
+        author: Author::new("Ben"),
+        delta: Delta::splice(3, 0, 0, "z").unwrap(),
+        verdict: Verdict::Rejected {
+            revision: Revision(2),
+            conflicts: vec![],
+        },
+    };
+    store.append("doc1", &[&one], &[]).await.unwrap();
+    store
+        .append("doc1", &[&two], std::slice::from_ref(&rejected))
+        .await
+        .unwrap();
+    assert!(
+        store.append("doc1", &[&two], &[]).await.is_err(),
+        "a revision is appended once"
+    );
+
+    let ops = store.ops_after("doc1", Revision(0), 100).await.unwrap();
+    assert_eq!(ops, vec![one.clone(), two.clone()]);
+    assert_eq!(store.ops_after("doc1", Revision(1), 100).await.unwrap(), vec![two]);
+    assert_eq!(store.ops_after("doc1", Revision(0), 1).await.unwrap(), vec![one]);
+    let back = store.rejected_since("doc1", Revision(2)).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        (back[0].client, back[0].seq, &back[0].verdict),
+        (rejected.client, rejected.seq, &rejected.verdict)
+    );
+    assert_eq!(store.document("doc1").await.unwrap().unwrap().head, Revision(2));
+
+    store
+        .save_snapshot("doc1", Revision(2), "bcd", Revision(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.snapshot_at_or_before("doc1", Revision(5)).await.unwrap(),
+        Some((Revision(2), "bcd".into()))
+    );
+    assert_eq!(
+        store.snapshot_at_or_before("doc1", Revision(1)).await.unwrap(),
+        Some((Revision(0), "abc".into()))
+    );
+    // Keeping from revision 2 drops what is older than the snapshot at 2.
+    store
+        .save_snapshot("doc1", Revision(2), "bcd", Revision(2))
+        .await
+        .unwrap();
+    assert_eq!(store.snapshot_at_or_before("doc1", Revision(1)).await.unwrap(), None);
+
+    assert!(store.rename("doc1", "Renamed").await.unwrap());
+    assert!(!store.rename("nope", "x").await.unwrap());
+    store
+        .create_document("doc2", "Second", SectionPolicy::Line, "")
+        .await
+        .unwrap();
+    let listed: Vec<String> = store
+        .list_documents(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert!(store.delete("doc1").await.unwrap());
+    assert!(!store.delete("doc1").await.unwrap());
+    assert!(store.ops_after("doc1", Revision(0), 10).await.unwrap().is_empty());
+    assert!(store.document("doc1").await.unwrap().is_none());
+}
+
+/// A live document, then the same document loaded again from the snapshot
+/// and the op log: byte for byte the same, and resends still recognised.
+async fn replay(url: &str) {
+    let settings = Settings {
+        // Only the first snapshot: loading replays the whole op log.
+        snapshot_interval: Duration::from_secs(3600),
+        ..Settings::default()
+    };
+    let store = Store::connect(url).await.unwrap();
+    let documents = Documents::new(store.clone(), settings.clone());
+    let doc = documents
+        .create(NewDocument {
+            text: Some("alpha\nbeta\ngamma\n".into()),
+            ..NewDocument::default()
+        })
+        .await
+        .unwrap();
+    let mut state = shared::DocumentState::new(
+        "alpha\nbeta\ngamma\n",
+        Revision(0),
+        SectionPolicy::Line,
+        Default::default(),
+    );
+    // Drive the real actor through its queue, as a connection would.
+    let handle = documents.handle(&doc.id).await.unwrap();
+    let (outbound, mut frames) = tokio::sync::mpsc::channel(1024);
+    let (done, joined) = tokio::sync::oneshot::channel();
+    handle
+        .send(collab::document::Command::Join {
+            conn: 1,
+            outbound,
+            client: ClientId::new(5).unwrap(),
+            revision: Some(Revision(0)),
+            done,
+        })
+        .await
+        .unwrap();
+    joined.await.unwrap();
+    let mut text = String::from("alpha\nbeta\ngamma\n");
+    for n in 0..200u64 {
+        let len = shared::text::char_count(&text);
+        let at = (n as usize * 7) % (len + 1);
+        let delta = if n % 5 == 4 && len > 10 {
+            Delta::splice(len, at.min(len - 2), 2, "").unwrap()
+        } else {
+            Delta::splice(len, at, 0, if n % 3 == 0 { "é\n" } else { "x😀" }).unwrap()
+        };
+        text = delta.apply(&text).unwrap();
+        let change = Change {
+            client: ClientId::new(5).unwrap(),
+            seq: Seq(n + 1),
+            base: Revision(n),
+            delta,
+        };
+        state.submit(change.clone(), Author::new("writer")).unwrap();
+        handle
+            .send(collab::document::Command::Submit {
+                conn: 1,
+                change,
+                author: Author::new("writer"),
+            })
+            .await
+            .unwrap();
+    }
+    // Wait for the last verdict: everything is durable then.
+    let mut last = None;
+    while let Some(collab::document::Outbound::Frame(frame)) = frames.recv().await {
+        if frame.as_str().contains(r#""seq":200"#) {
+            last = Some(frame);
+            break;
+        }
+    }
+    assert!(last.unwrap().as_str().contains("accepted"));
+    let live = documents.view(&doc.id).await.unwrap();
+    assert_eq!(live.text, text);
+
+    // A second server on the same database loads it from snapshot + op log.
+    let again = Documents::new(Store::connect(url).await.unwrap(), settings);
+    let loaded = again.view(&doc.id).await.unwrap();
+    assert_eq!(
+        loaded.text.as_bytes(),
+        live.text.as_bytes(),
+        "replay reproduces the live text byte for byte"
+    );
+    assert_eq!(loaded.revision, Revision(200));
+    assert_eq!(live.text, state.text().to_string());
+    documents.shutdown().await;
+    again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store() {
+    let dir = TempDir::new("store-sqlite");
+    let store = Store::connect(&dir.sqlite_url()).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    queries(&store).await;
+    replay(&dir.sqlite_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store() {
+    let server = std::env::var("COLLAB_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let admin = Database::connect(format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {server} (run scripts/setup to start one): {e}"));
+    let mut bytes = [0u8; 6];
+    getrandom::getrandom(&mut bytes).unwrap();
+    let name = format!(
+        "collab_test_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("{server}/{name}");
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.backend(), "postgres");
+    queries(&store).await;
+    replay(&url).await;
+    drop(store);
+    let _ = admin
+        .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await;
+}

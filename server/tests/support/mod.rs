@@ -1,0 +1,212 @@
+//! Test support: a real server on port 0 with a throwaway database, and a
+//! WebSocket client that drives the shared `ClientState` like the browser.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use collab::{serve, Cli, Config, Server};
+use futures_util::{SinkExt, StreamExt};
+use leptos::prelude::LeptosOptions;
+use shared::protocol::{ClientMessage, ServerMessage};
+use shared::{ClientId, ClientState, Revision, SectionPolicy, Update};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let mut bytes = [0u8; 8];
+        getrandom::getrandom(&mut bytes).unwrap();
+        let dir = std::env::temp_dir().join(format!("collab-{name}-{}", u64::from_le_bytes(bytes)));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn sqlite_url(&self) -> String {
+        format!("sqlite://{}", self.0.join("collab.db").display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a server on `addr` (port 0 for any) with this database.
+pub async fn start(database_url: &str, addr: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Server {
+    let options = LeptosOptions::builder()
+        .output_name("collab")
+        .site_root("target/site")
+        .build();
+    let mut config = Config::resolve(
+        Cli {
+            database_url: Some(database_url.to_owned()),
+            addr: Some(addr),
+            ..Cli::default()
+        },
+        addr,
+    )
+    .unwrap();
+    tweak(&mut config);
+    serve(config, options).await.unwrap()
+}
+
+pub fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket to the server.
+pub async fn connect(addr: SocketAddr) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    socket
+}
+
+pub async fn send(socket: &mut Socket, message: &ClientMessage) {
+    socket
+        .send(Message::text(serde_json::to_string(message).unwrap()))
+        .await
+        .unwrap();
+}
+
+/// The next protocol message, or `None` when the socket closed or `wait` passed.
+pub async fn next(socket: &mut Socket, wait: Duration) -> Option<ServerMessage> {
+    loop {
+        match tokio::time::timeout(wait, socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return Some(serde_json::from_str(text.as_str()).unwrap()),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// A simulated browser: the shared client state machine over a WebSocket.
+pub struct Browser {
+    pub state: ClientState,
+    pub socket: Option<Socket>,
+    pub document: String,
+    pub name: String,
+}
+
+impl Browser {
+    /// Connects and joins, loading the text from the server.
+    pub async fn open(addr: SocketAddr, document: &str, id: u64, name: &str) -> Browser {
+        let mut browser = Browser {
+            state: ClientState::new(
+                ClientId::new(id).unwrap(),
+                SectionPolicy::Line,
+                Revision(0),
+                String::new(),
+            ),
+            socket: None,
+            document: document.to_owned(),
+            name: name.to_owned(),
+        };
+        browser.state.disconnect();
+        browser.connect(addr, None).await;
+        browser
+    }
+
+    /// (Re)connects: joins from our revision (or from scratch) and resends
+    /// the change in flight.
+    pub async fn connect(&mut self, addr: SocketAddr, revision: Option<Revision>) {
+        let mut socket = connect(addr).await;
+        let join = ClientMessage::Join {
+            document: self.document.clone(),
+            client: self.state.client(),
+            revision,
+            name: Some(self.name.clone()),
+        };
+        send(&mut socket, &join).await;
+        match next(&mut socket, Duration::from_secs(10)).await {
+            Some(ServerMessage::Joined { revision, text, .. }) => {
+                if let Some(text) = text {
+                    self.state.resync(revision, text).unwrap();
+                }
+            }
+            other => panic!("expected joined, got {other:?}"),
+        }
+        if let Some(change) = self.state.reconnect() {
+            send(&mut socket, &ClientMessage::Submit { change }).await;
+        }
+        self.socket = Some(socket);
+        self.pump().await;
+    }
+
+    /// Sends what the state machine wants sent.
+    pub async fn pump(&mut self) {
+        while let Some(change) = self.state.poll_send() {
+            if let Some(socket) = &mut self.socket {
+                send(socket, &ClientMessage::Submit { change }).await;
+            }
+        }
+    }
+
+    /// Handles one server message; panics on a prediction mismatch.
+    pub fn handle(&mut self, message: ServerMessage) -> Update {
+        let update = match message {
+            ServerMessage::Accepted { change } => self.state.receive(&change),
+            ServerMessage::Verdict { seq, verdict } => self.state.receive_verdict(seq, &verdict),
+            ServerMessage::Joined { .. } => Ok(Update::default()),
+            ServerMessage::Error { code, message, .. } => panic!("server error {code:?}: {message}"),
+        };
+        update.unwrap_or_else(|e| panic!("client {}: {e}", self.state.client()))
+    }
+
+    /// Receives for at most `wait`; false when the socket closed.
+    pub async fn receive_for(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            let Some(socket) = &mut self.socket else { return false };
+            match tokio::time::timeout(left, socket.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let message: ServerMessage = serde_json::from_str(text.as_str()).unwrap();
+                    self.handle(message);
+                    self.pump().await;
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                    self.socket = None;
+                    self.state.disconnect();
+                    return false;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Receives until nothing is in flight or buffered and the revision
+    /// reaches `revision` (if given).
+    pub async fn settle(&mut self, revision: Option<Revision>) {
+        for _ in 0..400 {
+            let done = self.state.in_flight().is_none()
+                && !self.state.has_unsynced()
+                && revision.is_none_or(|r| self.state.revision() >= r);
+            if done {
+                return;
+            }
+            if !self.receive_for(Duration::from_millis(25)).await {
+                panic!("connection closed while settling");
+            }
+        }
+        panic!(
+            "client {} did not settle: revision {}, in flight {:?}",
+            self.state.client(),
+            self.state.revision(),
+            self.state.in_flight()
+        );
+    }
+}
