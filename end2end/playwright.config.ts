@@ -17,7 +17,7 @@ export default defineConfig({
   workers: 1,
   reporter: "list",
   use: {
-    baseURL: "http://127.0.0.1:3000",
+    baseURL: process.env.COLLAB_E2E_URL ?? "http://127.0.0.1:3000",
     trace: "off",
   },
   projects: [

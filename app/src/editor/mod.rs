@@ -152,9 +152,7 @@ fn Editor(doc: DocumentView) -> impl IntoView {
                 on:compositionstart=on_composition_start
                 on:compositionend=on_composition_end
             >
-                // The HTML parser drops one newline right after <textarea>:
-                // give it one to drop, so a text starting with a newline keeps it.
-                {format!("\n{}", doc.text)}
+                {initial_text(&doc.text)}
             </textarea>
             <Tray signals session/>
         </section>
@@ -213,6 +211,20 @@ fn Tray(signals: Signals, session: session::Handle) -> impl IntoView {
                 />
             </ul>
         </aside>
+    }
+}
+
+/// The text area's initial content. The HTML parser drops one newline right
+/// after `<textarea>`: give it one to drop, so a text that starts with a
+/// newline keeps it. Leptos writes a text area's children unescaped, so on
+/// the server the text is escaped here: `</textarea>` in a document must not
+/// end the element.
+fn initial_text(text: &str) -> String {
+    let text = format!("\n{text}");
+    if cfg!(feature = "ssr") {
+        text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    } else {
+        text
     }
 }
 
