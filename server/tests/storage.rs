@@ -242,3 +242,51 @@ async fn postgres_store() {
         .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .await;
 }
+
+/// A document whose stored history is broken fails alone: the server and
+/// the other documents carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_document_fails_alone() {
+    let dir = TempDir::new("broken");
+    let url = dir.sqlite_url();
+    let server = support::start(&url, support::any_port(), |c| {
+        c.documents.idle_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let good = server.documents().create(NewDocument::default()).await.unwrap();
+    let bad = server.documents().create(NewDocument::default()).await.unwrap();
+    // Corrupt the second document's op log behind the server's back.
+    let db = Database::connect(&url).await.unwrap();
+    db.execute_unprepared(&format!(
+        "INSERT INTO op_log (document_id, revision, client_id, seq, author, delta, created_at) \
+         VALUES ('{}', 1, 1, 1, 'x', 'not a delta', 0)",
+        bad.id
+    ))
+    .await
+    .unwrap();
+    db.execute_unprepared(&format!(
+        "UPDATE documents SET head_revision = 1 WHERE id = '{}'",
+        bad.id
+    ))
+    .await
+    .unwrap();
+
+    assert!(
+        server.documents().view(&bad.id).await.is_err(),
+        "the broken document does not load"
+    );
+    let view = server.documents().view(&good.id).await.unwrap();
+    assert_eq!(view.revision, Revision(0));
+    let mut browser = support::Browser::open(server.addr, &good.id, 1, "still here").await;
+    browser.state.edit(Delta::splice(0, 0, 0, "works").unwrap()).unwrap();
+    browser.pump().await;
+    browser.settle(None).await;
+    assert_eq!(server.documents().view(&good.id).await.unwrap().text, "works");
+
+    // Idle documents are unloaded, and load again when asked for.
+    drop(browser);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(server.documents().open_count(), 0, "idle documents unloaded");
+    assert_eq!(server.documents().view(&good.id).await.unwrap().text, "works");
+    server.shutdown().await;
+}

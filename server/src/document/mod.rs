@@ -58,10 +58,13 @@ impl DocumentHandle {
     }
 }
 
+/// An open document's actor: its generation and its queue.
+type Running = (u64, mpsc::Sender<Command>);
+
 /// The open documents, by id, with the generation of their actor.
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
-    open: Arc<Mutex<HashMap<String, (u64, mpsc::Sender<Command>)>>>,
+    open: Arc<Mutex<HashMap<String, Running>>>,
     deleting: Arc<Mutex<HashSet<String>>>,
     generation: Arc<AtomicU64>,
 }
