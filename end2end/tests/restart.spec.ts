@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 // kill it: the same binary, its own port and data directory.
 const root = resolve(__dirname, "../..");
 const binary = process.env.COLLAB_BIN ?? join(root, "target/debug/collab");
-const port = 3107;
+const port = Number(process.env.COLLAB_E2E_RESTART_PORT ?? 3107);
 const base = `http://127.0.0.1:${port}`;
 
 function startServer(dataDir: string): ChildProcess {
@@ -22,7 +22,7 @@ function startServer(dataDir: string): ChildProcess {
       LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? "target/site",
       LEPTOS_SITE_PKG_DIR: "pkg",
       LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
-      LEPTOS_RELOAD_PORT: "3108",
+      LEPTOS_RELOAD_PORT: String(port + 1),
       RUST_LOG: "warn",
     },
     stdio: "inherit",

@@ -112,7 +112,7 @@ async fn connection(socket: WebSocket, state: AppState) {
                     let _ = previous.handle.send(Command::Leave { conn }).await;
                 }
                 let author = Author::new(&display_name(name.as_deref()));
-                match join(&state, conn, &document, client, revision, &outbound).await {
+                match join(&state, conn, &document, revision, &outbound).await {
                     Ok(handle) => {
                         joined = Some(Joined {
                             document,
@@ -185,7 +185,6 @@ async fn join(
     state: &AppState,
     conn: ConnId,
     document: &str,
-    client: ClientId,
     revision: Option<Revision>,
     outbound: &mpsc::Sender<Outbound>,
 ) -> Result<DocumentHandle, Error> {
@@ -195,7 +194,6 @@ async fn join(
         let command = Command::Join {
             conn,
             outbound: outbound.clone(),
-            client,
             revision,
             done,
         };

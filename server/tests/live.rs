@@ -107,6 +107,26 @@ async fn ten_clients_typing_at_once_converge() {
     server.shutdown().await;
 }
 
+/// The browsers take turns typing tokens `<i.n>` (remembered in `typed`),
+/// hearing from the server in between.
+async fn type_tokens(
+    browsers: &mut [Browser],
+    rng: &mut Rng,
+    turns: std::ops::Range<usize>,
+    typed: &mut Vec<(usize, String)>,
+) {
+    for n in turns {
+        let i = n % browsers.len();
+        let token = format!("<{i}.{n}>");
+        random_edit(&mut browsers[i], rng, &token, false);
+        typed.push((i, token));
+        browsers[i].pump().await;
+        for b in browsers.iter_mut() {
+            b.receive_for(Duration::from_millis(1)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_session_loses_nothing_acknowledged() {
     let dir = TempDir::new("restart");
@@ -126,16 +146,7 @@ async fn a_restart_mid_session_loses_nothing_acknowledged() {
     let mut rng = Rng(42);
     let mut typed = Vec::new();
     // First half: type, with some changes still in flight when the server stops.
-    for n in 0..40 {
-        let i = n % browsers.len();
-        let token = format!("<{i}.{n}>");
-        random_edit(&mut browsers[i], &mut rng, &token, false);
-        typed.push((i, token));
-        browsers[i].pump().await;
-        for b in &mut browsers {
-            b.receive_for(Duration::from_millis(1)).await;
-        }
-    }
+    type_tokens(&mut browsers, &mut rng, 0..40, &mut typed).await;
     let before = server.documents().view(&doc.id).await.unwrap();
     server.shutdown().await;
     for b in &mut browsers {
@@ -155,16 +166,7 @@ async fn a_restart_mid_session_loses_nothing_acknowledged() {
         let revision = b.state.revision();
         b.connect(server.addr, Some(revision)).await;
     }
-    for n in 40..80 {
-        let i = n % browsers.len();
-        let token = format!("<{i}.{n}>");
-        random_edit(&mut browsers[i], &mut rng, &token, false);
-        typed.push((i, token));
-        browsers[i].pump().await;
-        for b in &mut browsers {
-            b.receive_for(Duration::from_millis(1)).await;
-        }
-    }
+    type_tokens(&mut browsers, &mut rng, 40..80, &mut typed).await;
     for b in &mut browsers {
         b.settle(None).await;
     }

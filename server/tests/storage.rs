@@ -148,7 +148,6 @@ async fn replay(url: &str) {
         .send(collab::document::Command::Join {
             conn: 1,
             outbound,
-            client: ClientId::new(5).unwrap(),
             revision: Some(Revision(0)),
             done,
         })
