@@ -228,6 +228,7 @@ async fn appends() {
         author: Author::new("bench"),
         delta: Delta::splice(revision as usize - 1, revision as usize - 1, 0, "x").unwrap(),
     };
+    let fence = store.take_fence("d").await.unwrap();
     let mut revision = 0;
     for batch in [1usize, 10, 100] {
         let started = Instant::now();
@@ -240,7 +241,7 @@ async fn appends() {
                 })
                 .collect();
             let refs: Vec<&AcceptedChange> = changes.iter().collect();
-            store.append("d", &refs, &[]).await.unwrap();
+            store.append("d", fence, &refs, &[]).await.unwrap();
             appended += batch;
         }
         let seconds = started.elapsed().as_secs_f64();

@@ -47,6 +47,19 @@ pub struct Cli {
     /// Seconds without connections before a document is unloaded [default: 60].
     #[arg(long, env = "COLLAB_IDLE_UNLOAD_SECS")]
     pub idle_unload_secs: Option<u64>,
+    /// Cluster mode: the Redis holding leases and the snapshot cache
+    /// (`redis://host:port`). Use PostgreSQL as the database with it.
+    #[arg(long, env = "COLLAB_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// This server's name in the cluster; nginx routes by it [default: the address].
+    #[arg(long, env = "COLLAB_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The address other servers reach this one at [default: the listening address].
+    #[arg(long, env = "COLLAB_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// How long a document's lease lasts without renewal, in milliseconds [default: 3000].
+    #[arg(long, env = "COLLAB_LEASE_MS")]
+    pub lease_ms: Option<u64>,
 }
 
 /// The same settings, as a file may give them.
@@ -61,6 +74,10 @@ struct File {
     rebase_window: Option<usize>,
     snapshot_interval_ms: Option<u64>,
     idle_unload_secs: Option<u64>,
+    redis_url: Option<String>,
+    node_id: Option<String>,
+    advertise_addr: Option<String>,
+    lease_ms: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -70,6 +87,18 @@ pub struct Config {
     pub database_url: String,
     pub max_message_bytes: usize,
     pub documents: Settings,
+    /// Set in cluster mode.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Cluster mode's settings.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+    pub node_id: String,
+    /// Empty: the listening address, once known.
+    pub advertise_addr: String,
+    pub lease_ttl: Duration,
 }
 
 impl Config {
@@ -105,8 +134,24 @@ impl Config {
         if let Some(secs) = cli.idle_unload_secs.or(file.idle_unload_secs) {
             documents.idle_timeout = Duration::from_secs(secs.max(1));
         }
+        let addr = cli.addr.or(file.addr).unwrap_or(default_addr);
+        let cluster = cli.redis_url.or(file.redis_url).map(|redis_url| ClusterConfig {
+            redis_url,
+            node_id: cli.node_id.or(file.node_id).unwrap_or_else(|| addr.to_string()),
+            advertise_addr: cli.advertise_addr.or(file.advertise_addr).unwrap_or_default(),
+            lease_ttl: Duration::from_millis(cli.lease_ms.or(file.lease_ms).unwrap_or(3000).max(300)),
+        });
+        if let Some(cluster) = &cluster {
+            if !cluster
+                .node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            {
+                return Err(Error::Config("node_id: letters, digits and - _ . : only".into()));
+            }
+        }
         Ok(Config {
-            addr: cli.addr.or(file.addr).unwrap_or(default_addr),
+            addr,
             database_url,
             max_message_bytes: cli
                 .max_message_bytes
@@ -114,6 +159,7 @@ impl Config {
                 .unwrap_or(1 << 20)
                 .max(1024),
             documents,
+            cluster,
         })
     }
 }

@@ -24,6 +24,15 @@ pub enum Error {
     /// The merge engine refused something.
     #[error(transparent)]
     Engine(#[from] shared::Error),
+    /// A newer owner holds the document: this process may no longer write it.
+    #[error("document {0} has a newer owner")]
+    Fenced(String),
+    /// Another live app server owns the document.
+    #[error("document {document} is served by {node}")]
+    Elsewhere { document: String, node: String },
+    /// Redis failed.
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
     /// The document's actor stopped (it is restarted on the next request).
     #[error("the document is unavailable; try again")]
     Unavailable,
@@ -38,7 +47,7 @@ impl Error {
         match self {
             Error::UnknownDocument(_) => StatusCode::NOT_FOUND,
             Error::BadRequest(_) | Error::Engine(_) => StatusCode::BAD_REQUEST,
-            Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable | Error::Fenced(_) | Error::Elsewhere { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -7,6 +7,8 @@
 //! - [`ws`]: the WebSocket protocol (`docs/PROTOCOL.md`).
 //! - [`api`]: documents over HTTP.
 //! - [`backend`]: the same operations for the Leptos app's server functions.
+//! - [`cluster`]: cluster mode: leases, heartbeats, the snapshot cache (Redis).
+//! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: the crate's one error type.
 //!
 //! [`serve`] puts them together behind one axum router with the
@@ -14,14 +16,15 @@
 
 pub mod api;
 pub mod backend;
+pub mod cluster;
 pub mod config;
 pub mod document;
 pub mod error;
+pub mod metrics;
 pub mod store;
 pub mod ws;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,17 +36,11 @@ use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::sync::watch;
 
-pub use config::{Cli, Config};
+pub use config::{Cli, ClusterConfig, Config};
 use document::Documents;
 pub use error::Error;
+pub use metrics::Metrics;
 use store::Store;
-
-/// Counters the server keeps.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Open WebSocket connections.
-    pub connections: AtomicI64,
-}
 
 /// What every handler can reach.
 #[derive(Clone, FromRef)]
@@ -61,6 +58,7 @@ pub struct Server {
     documents: Documents,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -68,6 +66,9 @@ impl Server {
     /// its connections (code 1012), then the listener stops.
     pub async fn shutdown(self) {
         self.documents.shutdown().await;
+        if let Some(heartbeat) = self.heartbeat {
+            heartbeat.abort();
+        }
         let _ = self.stop.send(true);
         match tokio::time::timeout(Duration::from_secs(10), self.task).await {
             Ok(Ok(Err(error))) => tracing::error!(%error, "server stopped with an error"),
@@ -86,20 +87,38 @@ impl Server {
 pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Server, Error> {
     let store = Store::connect(&config.database_url).await?;
     tracing::info!(database = store.backend(), "database ready");
-    let documents = Documents::new(store, config.documents.clone());
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
+    let (cluster, heartbeat) = match &config.cluster {
+        Some(c) => {
+            let advertise = if c.advertise_addr.is_empty() {
+                addr.to_string()
+            } else {
+                c.advertise_addr.clone()
+            };
+            let cluster = cluster::Cluster::connect(&c.redis_url, &c.node_id, &advertise, c.lease_ttl).await?;
+            let heartbeat = cluster.heartbeat();
+            tracing::info!(node = %c.node_id, %advertise, "cluster mode");
+            (Some(cluster), Some(heartbeat))
+        }
+        None => (None, None),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let documents = Documents::new(store, config.documents.clone(), cluster, metrics.clone());
     let state = AppState {
         leptos_options: leptos_options.clone(),
         documents: documents.clone(),
         config: Arc::new(config),
-        metrics: Arc::new(Metrics::default()),
+        metrics,
     };
     let backend = backend::shared(documents.clone());
     let routes = generate_route_list(App);
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(render_metrics))
         .route("/ws", get(ws::upgrade))
+        .route("/ws/d/{document}", get(ws::upgrade_document))
         .merge(api::routes())
         .leptos_routes_with_context(&state, routes, move || provide_context(backend.clone()), {
             let options = leptos_options.clone();
@@ -122,5 +141,25 @@ pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Serv
         documents,
         stop,
         task,
+        heartbeat,
     })
+}
+
+/// `GET /readyz`: 200 when the database (and Redis, in cluster mode) answer.
+async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> axum::http::StatusCode {
+    if state.documents.ready().await {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn render_metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

@@ -8,14 +8,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{Path, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use shared::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use shared::{Author, ClientId, Revision};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::document::{Command, ConnId, DocumentHandle, Outbound};
+use crate::document::actor::MOVED;
+use crate::document::{Command, ConnId, DocumentHandle, Outbound, Route};
 use crate::error::Error;
 use crate::AppState;
 
@@ -24,12 +27,64 @@ const OUTBOUND_QUEUE: usize = 8192;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
-/// `GET /ws`: upgrades to the editing protocol.
+/// `GET /ws`: upgrades to the editing protocol, for any document.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     let limit = state.config.max_message_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| connection(socket, state))
+        .on_upgrade(move |socket| connection(socket, state, None))
+}
+
+/// The cookie nginx routes a document's connections by: the node serving it.
+pub const NODE_COOKIE: &str = "collab_node";
+
+/// `GET /ws/d/{document}`: the editing protocol for one document, routed.
+///
+/// In cluster mode the server first finds who serves the document. If it
+/// is this server, the upgrade sets the node cookie to this node, so the
+/// load balancer keeps the document's connections here. If another live
+/// server owns it, the upgrade sets the cookie to that node and closes at
+/// once with code 4001: the client reconnects and the load balancer sends it
+/// to the owner.
+pub async fn upgrade_document(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    Path(document): Path<String>,
+) -> Response {
+    let limit = state.config.max_message_bytes;
+    let ws = ws.max_message_size(limit).max_frame_size(limit);
+    let (node, moved) = match state.documents.route(&document).await {
+        Ok(Route::Here(_)) => (state.documents.cluster().map(|c| c.node().to_owned()), false),
+        Ok(Route::Elsewhere { node, .. }) => {
+            state.metrics.redirects.fetch_add(1, Ordering::Relaxed);
+            (Some(node), true)
+        }
+        Err(error) => return error.into_response(),
+    };
+    let pinned = document.clone();
+    let mut response = ws.on_upgrade(move |socket| async move {
+        if moved {
+            moved_elsewhere(socket).await
+        } else {
+            connection(socket, state, Some(pinned)).await
+        }
+    });
+    if let Some(node) = node {
+        let cookie = format!("{NODE_COOKIE}={node}; Path=/ws/d/{document}; HttpOnly; SameSite=Lax");
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// Tells a client the document is served elsewhere (its cookie now says where).
+async fn moved_elsewhere(mut socket: WebSocket) {
+    let close = CloseFrame {
+        code: MOVED,
+        reason: "document served by another app server".into(),
+    };
+    let _ = socket.send(Message::Close(Some(close))).await;
 }
 
 struct Joined {
@@ -39,7 +94,7 @@ struct Joined {
     author: Author,
 }
 
-async fn connection(socket: WebSocket, state: AppState) {
+async fn connection(socket: WebSocket, state: AppState, pinned: Option<String>) {
     let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let (outbound, mut queue) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
@@ -108,6 +163,15 @@ async fn connection(socket: WebSocket, state: AppState) {
                 revision,
                 name,
             } => {
+                if pinned.as_ref().is_some_and(|p| *p != document) {
+                    reply_error(
+                        &outbound,
+                        ErrorCode::BadMessage,
+                        "this socket is for another document",
+                        None,
+                    );
+                    continue;
+                }
                 if let Some(previous) = joined.take() {
                     let _ = previous.handle.send(Command::Leave { conn }).await;
                 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use collab::document::{Documents, Settings};
 use collab::store::{RejectedChange, Store};
+use collab::Error;
 use sea_orm::{ConnectionTrait, Database};
 use shared::api::NewDocument;
 use shared::{AcceptedChange, Author, Change, ClientId, Delta, Revision, SectionPolicy, Seq, Verdict};
@@ -56,15 +57,34 @@ async fn queries(store: &Store) {
             conflicts: vec![],
         },
     };
-    store.append("doc1", &[&one], &[]).await.unwrap();
+    let fence = store.take_fence("doc1").await.unwrap();
+    store.append("doc1", fence, &[&one], &[]).await.unwrap();
+    // No gaps: revision 3 cannot follow revision 1.
+    let three = accepted(3, Delta::splice(4, 0, 1, "").unwrap());
+    assert!(matches!(
+        store.append("doc1", fence, &[&three], &[]).await,
+        Err(Error::Fenced(_))
+    ));
     store
-        .append("doc1", &[&two], std::slice::from_ref(&rejected))
+        .append("doc1", fence, &[&two], std::slice::from_ref(&rejected))
         .await
         .unwrap();
     assert!(
-        store.append("doc1", &[&two], &[]).await.is_err(),
+        store.append("doc1", fence, &[&two], &[]).await.is_err(),
         "a revision is appended once"
     );
+    // A newer owner fences the older one off, even for rejections alone.
+    let newer = store.take_fence("doc1").await.unwrap();
+    assert!(newer > fence);
+    assert!(matches!(
+        store.append("doc1", fence, &[&three], &[]).await,
+        Err(Error::Fenced(_))
+    ));
+    assert!(matches!(
+        store.append("doc1", fence, &[], std::slice::from_ref(&rejected)).await,
+        Err(Error::Fenced(_))
+    ));
+    assert!(store.take_fence("nope").await.is_err());
 
     let ops = store.ops_after("doc1", Revision(0), 100).await.unwrap();
     assert_eq!(ops, vec![one.clone(), two.clone()]);
@@ -126,7 +146,7 @@ async fn replay(url: &str) {
         ..Settings::default()
     };
     let store = Store::connect(url).await.unwrap();
-    let documents = Documents::new(store.clone(), settings.clone());
+    let documents = Documents::new(store.clone(), settings.clone(), None, Default::default());
     let doc = documents
         .create(NewDocument {
             text: Some("alpha\nbeta\ngamma\n".into()),
@@ -193,7 +213,7 @@ async fn replay(url: &str) {
     assert_eq!(live.text, text);
 
     // A second server on the same database loads it from snapshot + op log.
-    let again = Documents::new(Store::connect(url).await.unwrap(), settings);
+    let again = Documents::new(Store::connect(url).await.unwrap(), settings, None, Default::default());
     let loaded = again.view(&doc.id).await.unwrap();
     assert_eq!(
         loaded.text.as_bytes(),

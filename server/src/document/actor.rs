@@ -12,6 +12,7 @@
 //! last snapshot and stops; the next request loads the document again.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +22,9 @@ use shared::{AcceptedChange, Author, Change, DocumentState, Revision, SectionPol
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
-use super::{Registry, Settings};
+use super::Context;
 use crate::error::Error;
-use crate::store::{RejectedChange, Store};
+use crate::store::{Fence, RejectedChange};
 
 /// A connection's id, unique in the process.
 pub type ConnId = u64;
@@ -88,11 +89,15 @@ pub(super) struct Actor {
     id: String,
     generation: u64,
     doc: DocumentState,
-    store: Store,
-    settings: Arc<Settings>,
+    context: Context,
+    /// This owner's fencing token: appends present it.
+    fence: Fence,
     connections: HashMap<ConnId, Connection>,
+    /// The last revision written as a snapshot to the database, and to the cache.
     snapshot_revision: Revision,
-    registry: Registry,
+    cached_revision: Revision,
+    /// Snapshot ticks since the last database snapshot (cluster mode).
+    ticks: u32,
 }
 
 fn frame(message: &ServerMessage) -> Utf8Bytes {
@@ -102,19 +107,16 @@ fn frame(message: &ServerMessage) -> Utf8Bytes {
 impl Actor {
     /// Loads a document: the newest snapshot old enough to fill the
     /// rebasing window, then the op log after it, and the verdicts given
-    /// since (so resent changes are recognised).
-    pub(super) async fn load(
-        id: &str,
-        generation: u64,
-        store: Store,
-        settings: Arc<Settings>,
-        registry: Registry,
-    ) -> Result<Actor, Error> {
+    /// since (so resent changes are recognised). Takes a new fencing token
+    /// first, so no former owner can append while (or after) it loads.
+    pub(super) async fn load(id: &str, generation: u64, context: Context) -> Result<Actor, Error> {
+        let store = &context.store;
+        let fence = store.take_fence(id).await?;
         let meta = store
             .document(id)
             .await?
             .ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
-        let anchor = Revision(meta.head.0.saturating_sub(settings.limits.window as u64));
+        let anchor = Revision(meta.head.0.saturating_sub(context.settings.limits.window as u64));
         let (base, text) = match store.snapshot_at_or_before(id, anchor).await? {
             Some(snapshot) => snapshot,
             None => store
@@ -122,7 +124,7 @@ impl Actor {
                 .await?
                 .ok_or_else(|| Error::Corrupt(format!("document {id} has no snapshot")))?,
         };
-        let mut doc = DocumentState::new(&text, base, meta.policy, settings.limits);
+        let mut doc = DocumentState::new(&text, base, meta.policy, context.settings.limits);
         let mut after = base;
         loop {
             let ops = store.ops_after(id, after, 10_000).await?;
@@ -139,29 +141,40 @@ impl Actor {
             document = id,
             snapshot = base.0,
             revision = doc.revision().0,
+            fence = fence.0,
             "document loaded"
         );
+        context.metrics.documents.fetch_add(1, Ordering::Relaxed);
         Ok(Actor {
             id: id.to_owned(),
             generation,
             snapshot_revision: doc.revision(),
+            cached_revision: Revision(0),
             doc,
-            store,
-            settings,
+            context,
+            fence,
             connections: HashMap::new(),
-            registry,
+            ticks: 0,
         })
     }
 
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let mut snapshots = interval(self.settings.snapshot_interval);
+        let settings = self.context.settings.clone();
+        let mut snapshots = interval(settings.snapshot_interval);
         snapshots.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut idle_since = Instant::now();
-        let mut idle_check = interval(Duration::from_millis(500).min(self.settings.idle_timeout));
-        loop {
+        let mut idle_check = interval(Duration::from_millis(500).min(settings.idle_timeout));
+        let lease_ttl = self
+            .context
+            .cluster
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |c| c.lease_ttl());
+        let mut renewals = interval(lease_ttl / 4);
+        renewals.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let end = loop {
             tokio::select! {
                 command = commands.recv() => {
-                    let Some(command) = command else { break };
+                    let Some(command) = command else { break End::Unload };
                     let mut batch = vec![command];
                     while batch.len() < 512 {
                         match commands.try_recv() {
@@ -169,40 +182,68 @@ impl Actor {
                             Err(_) => break,
                         }
                     }
+                    let waiting = commands.len() as i64;
+                    self.context.metrics.max_queue.store(batch.len() as i64 + waiting, Ordering::Relaxed);
                     match self.handle(batch).await {
                         Flow::Continue => {}
-                        Flow::Stop(done) => {
-                            self.snapshot().await;
-                            self.registry.forget(&self.id, self.generation);
-                            for d in done {
-                                let _ = d.send(());
-                            }
-                            return;
-                        }
-                        Flow::Deleted(done) => {
-                            self.registry.forget(&self.id, self.generation);
-                            let _ = done.send(());
-                            return;
-                        }
+                        Flow::Stop(done) => break End::Stop(done),
+                        Flow::Deleted(done) => break End::Deleted(done),
+                        Flow::Fenced => break End::Fenced,
                     }
                     if !self.connections.is_empty() {
                         idle_since = Instant::now();
                     }
                 }
-                _ = snapshots.tick() => self.snapshot().await,
+                _ = snapshots.tick() => self.snapshot(false).await,
+                _ = renewals.tick(), if self.context.cluster.is_some() => {
+                    let cluster = self.context.cluster.as_ref().expect("cluster mode");
+                    match cluster.renew(&self.id).await {
+                        Ok(true) => {}
+                        Ok(false) => break End::Fenced,
+                        // Redis is away: keep serving; the fence in the database keeps this safe.
+                        Err(error) => tracing::warn!(document = %self.id, %error, "lease renewal failed"),
+                    }
+                }
                 _ = idle_check.tick() => {
                     if !self.connections.is_empty() {
                         idle_since = Instant::now();
-                    } else if idle_since.elapsed() >= self.settings.idle_timeout {
-                        break;
+                    } else if idle_since.elapsed() >= settings.idle_timeout {
+                        break End::Unload;
                     }
                 }
             }
+        };
+        self.context.registry.forget(&self.id, self.generation);
+        self.context.metrics.documents.fetch_sub(1, Ordering::Relaxed);
+        match end {
+            End::Unload | End::Stop(_) => {
+                self.snapshot(true).await;
+                if let Some(cluster) = &self.context.cluster {
+                    cluster.release(&self.id).await;
+                }
+                if let End::Stop(done) = end {
+                    for d in done {
+                        let _ = d.send(());
+                    }
+                }
+                tracing::debug!(document = %self.id, "document unloaded");
+            }
+            End::Deleted(done) => {
+                let _ = done.send(());
+            }
+            End::Fenced => {
+                // Another server owns the document now: hand every client
+                // over (they reconnect and are sent to the owner). Nothing
+                // of this process's unwritten state survives.
+                self.context.metrics.fenced.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(document = %self.id, "another server owns the document now; stepping down");
+                for connection in self.connections.values() {
+                    let _ = connection
+                        .outbound
+                        .try_send(Outbound::Close(MOVED, "document moved".into()));
+                }
+            }
         }
-        // Idle (or every handle dropped): persist and unload.
-        self.snapshot().await;
-        self.registry.forget(&self.id, self.generation);
-        tracing::debug!(document = %self.id, "document unloaded");
     }
 
     /// Handles a batch; returns whether to go on.
@@ -230,7 +271,9 @@ impl Actor {
                 Command::Delete { done } => deleted = Some(done),
             }
         }
-        self.persist(&outbox).await;
+        if self.persist(&outbox).await.is_err() {
+            return Flow::Fenced;
+        }
         self.deliver(outbox);
         if let Some(done) = deleted {
             let message = frame(&ServerMessage::error(
@@ -271,9 +314,14 @@ impl Actor {
         if let Some(revision) = revision.filter(|r| *r <= current) {
             if let Some(changes) = self.doc.changes_since(revision) {
                 catch_up = Some(changes.map(|c| Arc::new(c.clone())).collect());
-            } else if current.0 - revision.0 <= self.settings.max_catch_up {
+            } else if current.0 - revision.0 <= self.context.settings.max_catch_up {
                 let oldest = self.doc.oldest_base();
-                match self.store.ops_after(&self.id, revision, oldest.0 - revision.0).await {
+                match self
+                    .context
+                    .store
+                    .ops_after(&self.id, revision, oldest.0 - revision.0)
+                    .await
+                {
                     Ok(mut ops) if ops.len() as u64 == oldest.0 - revision.0 => {
                         ops.extend(self.doc.changes_since(oldest).into_iter().flatten().cloned());
                         catch_up = Some(ops.into_iter().map(Arc::new).collect());
@@ -318,7 +366,10 @@ impl Actor {
             return;
         }
         let (client, seq, base, delta) = (change.client, change.seq, change.base, change.delta.clone());
-        match self.doc.submit(change, author.clone()) {
+        let started = Instant::now();
+        let decided = self.doc.submit(change, author.clone());
+        self.context.metrics.merge_latency.observe(started.elapsed());
+        match decided {
             Ok(decision) => {
                 if let Some(accepted) = decision.accepted {
                     let others: Vec<ConnId> = self.connections.keys().copied().filter(|c| *c != conn).collect();
@@ -351,20 +402,35 @@ impl Actor {
         }
     }
 
-    /// Makes the batch's changes durable, retrying until the database takes them.
-    async fn persist(&mut self, outbox: &Outbox) {
+    /// Makes the batch's changes durable, retrying until the database takes
+    /// them; fails only when a newer owner holds the document.
+    async fn persist(&mut self, outbox: &Outbox) -> Result<(), Error> {
         if outbox.accepted.is_empty() && outbox.rejected.is_empty() {
-            return;
+            return Ok(());
         }
         let accepted: Vec<&AcceptedChange> = outbox.accepted.iter().map(|c| &**c).collect();
         let mut delay = Duration::from_millis(50);
         loop {
             let started = Instant::now();
-            match self.store.append(&self.id, &accepted, &outbox.rejected).await {
+            match self
+                .context
+                .store
+                .append(&self.id, self.fence, &accepted, &outbox.rejected)
+                .await
+            {
                 Ok(()) => {
-                    tracing::trace!(document = %self.id, changes = accepted.len(), micros = started.elapsed().as_micros() as u64, "appended");
-                    return;
+                    self.context.metrics.append_latency.observe(started.elapsed());
+                    self.context
+                        .metrics
+                        .accepted
+                        .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                    self.context
+                        .metrics
+                        .conflicts
+                        .fetch_add(outbox.rejected.len() as u64, Ordering::Relaxed);
+                    return Ok(());
                 }
+                Err(error @ Error::Fenced(_)) => return Err(error),
                 Err(error) => {
                     tracing::error!(document = %self.id, %error, "op log append failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -406,23 +472,59 @@ impl Actor {
         }
     }
 
-    /// Writes the text as a snapshot if it changed since the last one.
-    async fn snapshot(&mut self) {
+    /// Writes the text as a snapshot if it changed since the last one: in
+    /// cluster mode to the Redis cache every tick and to the database every
+    /// `db_every` ticks; embedded, to the database every tick. `last`
+    /// writes to the database whatever the tick.
+    async fn snapshot(&mut self, last: bool) {
         let revision = self.doc.revision();
-        if revision <= self.snapshot_revision {
+        let settings = &self.context.settings;
+        self.ticks += 1;
+        let to_db = last || self.context.cluster.is_none() || self.ticks >= settings.db_snapshot_every;
+        let text = if revision > self.cached_revision || (to_db && revision > self.snapshot_revision) {
+            self.doc.text().to_string()
+        } else {
             return;
+        };
+        if let Some(cluster) = &self.context.cluster {
+            if revision > self.cached_revision {
+                match cluster.put_snapshot(&self.id, revision, &text).await {
+                    Ok(()) => self.cached_revision = revision,
+                    Err(error) => tracing::warn!(document = %self.id, %error, "caching the snapshot failed"),
+                }
+            }
         }
-        let text = self.doc.text().to_string();
-        let keep_from = Revision(revision.0.saturating_sub(self.settings.limits.window as u64));
-        match self.store.save_snapshot(&self.id, revision, &text, keep_from).await {
-            Ok(()) => self.snapshot_revision = revision,
-            Err(error) => tracing::warn!(document = %self.id, %error, "snapshot failed; will retry"),
+        if to_db && revision > self.snapshot_revision {
+            self.ticks = 0;
+            let keep_from = Revision(revision.0.saturating_sub(settings.limits.window as u64));
+            match self
+                .context
+                .store
+                .save_snapshot(&self.id, revision, &text, keep_from)
+                .await
+            {
+                Ok(()) => self.snapshot_revision = revision,
+                Err(error) => tracing::warn!(document = %self.id, %error, "snapshot failed; will retry"),
+            }
         }
     }
+}
+
+/// The close code that sends a client to reconnect at once: the document is
+/// served elsewhere now.
+pub const MOVED: u16 = 4001;
+
+/// Why the actor stopped.
+enum End {
+    Unload,
+    Stop(Vec<oneshot::Sender<()>>),
+    Deleted(oneshot::Sender<()>),
+    Fenced,
 }
 
 enum Flow {
     Continue,
     Stop(Vec<oneshot::Sender<()>>),
     Deleted(oneshot::Sender<()>),
+    Fenced,
 }

@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shared::api::{clean_title, DocumentSummary, DocumentView, NewDocument};
-use shared::{Limits, Revision, SectionPolicy};
+use shared::{Limits, Revision};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::{Cluster, Owner};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::store::Store;
 pub use actor::{Command, ConnId, Outbound};
 
@@ -31,6 +33,9 @@ pub struct Settings {
     pub max_catch_up: u64,
     /// Commands queued per document before senders wait.
     pub queue: usize,
+    /// In cluster mode snapshots go to the Redis cache every interval and
+    /// to the database every this many intervals (and when a document closes).
+    pub db_snapshot_every: u32,
 }
 
 impl Default for Settings {
@@ -41,6 +46,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(60),
             max_catch_up: 100_000,
             queue: 4096,
+            db_snapshot_every: 10,
         }
     }
 }
@@ -79,67 +85,133 @@ impl Registry {
     }
 }
 
+/// What every document actor shares.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub registry: Registry,
+    pub cluster: Option<Cluster>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Where a document is served.
+pub enum Route {
+    /// Here: its actor's queue.
+    Here(DocumentHandle),
+    /// By another live app server.
+    Elsewhere { node: String, addr: String },
+}
+
 /// Every document, open or not.
 #[derive(Clone)]
 pub struct Documents {
-    store: Store,
-    settings: Arc<Settings>,
-    registry: Registry,
+    context: Context,
     closing: Arc<AtomicBool>,
 }
 
 impl Documents {
-    pub fn new(store: Store, settings: Settings) -> Documents {
+    /// Documents served from `store`; in cluster mode with `cluster`.
+    pub fn new(store: Store, settings: Settings, cluster: Option<Cluster>, metrics: Arc<Metrics>) -> Documents {
         Documents {
-            store,
-            settings: Arc::new(settings),
-            registry: Registry::default(),
+            context: Context {
+                store,
+                settings: Arc::new(settings),
+                registry: Registry::default(),
+                cluster,
+                metrics,
+            },
             closing: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// The settings documents run with.
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.context.settings
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.context.metrics
+    }
+
+    /// The cluster, in cluster mode.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.context.cluster.as_ref()
+    }
+
+    /// True when the database (and Redis, in cluster mode) answer.
+    pub async fn ready(&self) -> bool {
+        let db = self.context.store.ready().await;
+        match &self.context.cluster {
+            Some(cluster) => db && cluster.ready().await,
+            None => db,
+        }
     }
 
     /// How many documents are loaded.
     pub fn open_count(&self) -> usize {
-        self.registry.open.lock().expect("registry lock").len()
+        self.context.registry.open.lock().expect("registry lock").len()
     }
 
     /// The actor of a document, started (and the document loaded) if needed.
+    /// In cluster mode, [`Error::Elsewhere`] when another server owns it.
     pub async fn handle(&self, id: &str) -> Result<DocumentHandle, Error> {
+        match self.route(id).await? {
+            Route::Here(handle) => Ok(handle),
+            Route::Elsewhere { node, .. } => Err(Error::Elsewhere {
+                document: id.to_owned(),
+                node,
+            }),
+        }
+    }
+
+    /// Where a document is served: here (its actor started if needed, the
+    /// lease taken in cluster mode) or by the live server that owns it.
+    pub async fn route(&self, id: &str) -> Result<Route, Error> {
         if self.closing.load(Ordering::Relaxed) {
             return Err(Error::Unavailable);
         }
-        if self.registry.deleting.lock().expect("registry lock").contains(id) {
+        if self
+            .context
+            .registry
+            .deleting
+            .lock()
+            .expect("registry lock")
+            .contains(id)
+        {
             return Err(Error::UnknownDocument(id.to_owned()));
         }
         if let Some(handle) = self.running(id) {
-            return Ok(handle);
+            return Ok(Route::Here(handle));
         }
-        if self.store.document(id).await?.is_none() {
+        if self.context.store.document(id).await?.is_none() {
             return Err(Error::UnknownDocument(id.to_owned()));
         }
-        let mut open = self.registry.open.lock().expect("registry lock");
-        if let Some((_, commands)) = open.get(id).filter(|(_, c)| !c.is_closed()) {
-            return Ok(DocumentHandle {
-                commands: commands.clone(),
-            });
+        if let Some(cluster) = &self.context.cluster {
+            match cluster.acquire(id).await? {
+                Owner::Here { took_over } => {
+                    if took_over {
+                        self.context.metrics.takeovers.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Owner::Elsewhere { node, addr } => return Ok(Route::Elsewhere { node, addr }),
+            }
         }
-        let (commands, receiver) = mpsc::channel(self.settings.queue);
-        let generation = self.registry.generation.fetch_add(1, Ordering::Relaxed);
+        let mut open = self.context.registry.open.lock().expect("registry lock");
+        if let Some((_, commands)) = open.get(id).filter(|(_, c)| !c.is_closed()) {
+            return Ok(Route::Here(DocumentHandle {
+                commands: commands.clone(),
+            }));
+        }
+        let (commands, receiver) = mpsc::channel(self.context.settings.queue);
+        let generation = self.context.registry.generation.fetch_add(1, Ordering::Relaxed);
         open.insert(id.to_owned(), (generation, commands.clone()));
         drop(open);
-        let (id, store, settings, registry) = (
-            id.to_owned(),
-            self.store.clone(),
-            self.settings.clone(),
-            self.registry.clone(),
-        );
+        let (id, context) = (id.to_owned(), self.context.clone());
         tokio::spawn(async move {
-            match actor::Actor::load(&id, generation, store, settings, registry.clone()).await {
+            let registry = context.registry.clone();
+            match actor::Actor::load(&id, generation, context).await {
                 Ok(actor) => actor.run(receiver).await,
                 Err(error) => {
                     tracing::error!(document = %id, %error, "loading the document failed");
@@ -147,11 +219,11 @@ impl Documents {
                 }
             }
         });
-        Ok(DocumentHandle { commands })
+        Ok(Route::Here(DocumentHandle { commands }))
     }
 
     fn running(&self, id: &str) -> Option<DocumentHandle> {
-        let open = self.registry.open.lock().expect("registry lock");
+        let open = self.context.registry.open.lock().expect("registry lock");
         open.get(id)
             .filter(|(_, c)| !c.is_closed())
             .map(|(_, commands)| DocumentHandle {
@@ -166,15 +238,15 @@ impl Documents {
             None => "Untitled".to_owned(),
         };
         let text = new.text.unwrap_or_default();
-        if shared::text::char_count(&text) > self.settings.limits.max_chars {
+        if shared::text::char_count(&text) > self.context.settings.limits.max_chars {
             return Err(Error::BadRequest(format!(
                 "the text is longer than {} characters",
-                self.settings.limits.max_chars
+                self.context.settings.limits.max_chars
             )));
         }
         let policy = new.policy.unwrap_or_default();
         let id = new_id();
-        let meta = self.store.create_document(&id, &title, policy, &text).await?;
+        let meta = self.context.store.create_document(&id, &title, policy, &text).await?;
         tracing::info!(document = %id, "document created");
         Ok(meta.summary())
     }
@@ -182,6 +254,7 @@ impl Documents {
     /// The most recently changed documents.
     pub async fn list(&self, limit: u64) -> Result<Vec<DocumentSummary>, Error> {
         Ok(self
+            .context
             .store
             .list_documents(limit)
             .await?
@@ -190,52 +263,61 @@ impl Documents {
             .collect())
     }
 
-    /// A document with its current text.
+    /// A document with its current text: from its actor if it runs here,
+    /// otherwise read from storage (without taking the document).
     pub async fn view(&self, id: &str) -> Result<DocumentView, Error> {
         let meta = self
+            .context
             .store
             .document(id)
             .await?
             .ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
-        let (revision, text, policy) = self.read(id).await?;
+        let (revision, text) = match self.running(id) {
+            Some(handle) => match Self::read(&handle).await {
+                Some(read) => read,
+                None => self.read_stored(id).await?,
+            },
+            None => self.read_stored(id).await?,
+        };
         Ok(DocumentView {
             id: meta.id,
             title: meta.title,
             revision,
-            policy,
+            policy: meta.policy,
             text,
         })
     }
 
-    async fn read(&self, id: &str) -> Result<(Revision, String, SectionPolicy), Error> {
-        // An actor may stop between being found and being asked: ask again.
-        for _ in 0..3 {
-            let handle = self.handle(id).await?;
-            let (reply, answer) = oneshot::channel();
-            if handle.send(Command::Read { reply }).await.is_ok() {
-                if let Ok(read) = answer.await {
-                    return Ok(read);
-                }
-            }
-        }
-        Err(Error::Unavailable)
+    async fn read(handle: &DocumentHandle) -> Option<(Revision, String)> {
+        let (reply, answer) = oneshot::channel();
+        handle.send(Command::Read { reply }).await.ok()?;
+        answer.await.ok().map(|(revision, text, _)| (revision, text))
+    }
+
+    async fn read_stored(&self, id: &str) -> Result<(Revision, String), Error> {
+        let cached = match &self.context.cluster {
+            Some(cluster) => cluster.snapshot(id).await,
+            None => None,
+        };
+        self.context.store.read_text(id, cached).await
     }
 
     /// Accepted changes after `after`, from the op log.
     pub async fn changes(&self, id: &str, after: Revision, limit: u64) -> Result<Vec<shared::AcceptedChange>, Error> {
-        if self.store.document(id).await?.is_none() {
+        if self.context.store.document(id).await?.is_none() {
             return Err(Error::UnknownDocument(id.to_owned()));
         }
-        self.store.ops_after(id, after, limit).await
+        self.context.store.ops_after(id, after, limit).await
     }
 
     /// Renames a document.
     pub async fn rename(&self, id: &str, title: &str) -> Result<DocumentSummary, Error> {
         let title = clean_title(title).map_err(Error::BadRequest)?;
-        if !self.store.rename(id, &title).await? {
+        if !self.context.store.rename(id, &title).await? {
             return Err(Error::UnknownDocument(id.to_owned()));
         }
         let meta = self
+            .context
             .store
             .document(id)
             .await?
@@ -245,7 +327,8 @@ impl Documents {
 
     /// Deletes a document: its editors are told, its history removed.
     pub async fn delete(&self, id: &str) -> Result<(), Error> {
-        self.registry
+        self.context
+            .registry
             .deleting
             .lock()
             .expect("registry lock")
@@ -257,7 +340,10 @@ impl Documents {
                     let _ = stopped.await;
                 }
             }
-            if self.store.delete(id).await? {
+            if let Some(cluster) = &self.context.cluster {
+                cluster.forget(id).await;
+            }
+            if self.context.store.delete(id).await? {
                 tracing::info!(document = %id, "document deleted");
                 Ok(())
             } else {
@@ -265,7 +351,7 @@ impl Documents {
             }
         }
         .await;
-        self.registry.deleting.lock().expect("registry lock").remove(id);
+        self.context.registry.deleting.lock().expect("registry lock").remove(id);
         result
     }
 
@@ -273,6 +359,7 @@ impl Documents {
     pub async fn shutdown(&self) {
         self.closing.store(true, Ordering::Relaxed);
         let open: Vec<mpsc::Sender<Command>> = self
+            .context
             .registry
             .open
             .lock()

@@ -14,6 +14,8 @@ pub mod document {
         pub policy: String,
         /// The last revision in the op log.
         pub head_revision: i64,
+        /// The fencing token of the document's current owner.
+        pub fence: i64,
         pub created_at: i64,
         pub updated_at: i64,
     }

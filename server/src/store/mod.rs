@@ -11,6 +11,7 @@ mod migrations;
 use std::time::Duration;
 
 use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
@@ -35,6 +36,10 @@ pub struct RejectedChange {
     pub delta: Delta,
     pub verdict: Verdict,
 }
+
+/// A fencing token: which owner of a document this process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fence(pub i64);
 
 /// A document's row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +107,11 @@ impl Store {
         Ok(Store { db })
     }
 
+    /// True when the database answers.
+    pub async fn ready(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
     /// Which database this is, for logs.
     pub fn backend(&self) -> &'static str {
         match self.db.get_database_backend() {
@@ -126,6 +136,7 @@ impl Store {
             title: Set(title.to_owned()),
             policy: Set(policy.name().to_owned()),
             head_revision: Set(0),
+            fence: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
         })
@@ -263,11 +274,37 @@ impl Store {
             .collect()
     }
 
+    /// Makes this process the document's owner: a new fencing token, which
+    /// every later append must present. Older owners' appends fail from now on.
+    pub async fn take_fence(&self, id: &str) -> Result<Fence, Error> {
+        let txn = self.db.begin().await?;
+        let updated = document::Entity::update_many()
+            .col_expr(document::Column::Fence, Expr::col(document::Column::Fence).add(1))
+            .filter(document::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(Error::UnknownDocument(id.to_owned()));
+        }
+        let row = document::Entity::find_by_id(id.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
+        txn.commit().await?;
+        Ok(Fence(row.fence))
+    }
+
     /// Appends accepted changes to the op log and records rejected ones, in
     /// one transaction. When it returns, they are durable.
+    ///
+    /// The document's row must still carry `fence` (no newer owner) and its
+    /// head must be the revision just before the first change (no gap, no
+    /// duplicate); otherwise nothing is written and the answer is
+    /// [`Error::Fenced`].
     pub async fn append(
         &self,
         id: &str,
+        fence: Fence,
         accepted: &[&AcceptedChange],
         rejected: &[RejectedChange],
     ) -> Result<(), Error> {
@@ -276,6 +313,20 @@ impl Store {
         }
         let now = now_ms();
         let txn = self.db.begin().await?;
+        // The row update comes first: it takes the row's lock, so concurrent
+        // appenders queue behind each other, and it checks the fence.
+        let mut check = document::Entity::update_many()
+            .col_expr(document::Column::UpdatedAt, now.into())
+            .filter(document::Column::Id.eq(id))
+            .filter(document::Column::Fence.eq(fence.0));
+        if let (Some(first), Some(last)) = (accepted.first(), accepted.last()) {
+            check = check
+                .col_expr(document::Column::HeadRevision, (last.revision.0 as i64).into())
+                .filter(document::Column::HeadRevision.eq(first.revision.0 as i64 - 1));
+        }
+        if check.exec(&txn).await?.rows_affected != 1 {
+            return Err(Error::Fenced(id.to_owned()));
+        }
         if !accepted.is_empty() {
             let rows = accepted.iter().map(|c| op::ActiveModel {
                 document_id: Set(id.to_owned()),
@@ -287,13 +338,6 @@ impl Store {
                 created_at: Set(now),
             });
             op::Entity::insert_many(rows).exec_without_returning(&txn).await?;
-            let head = accepted.last().expect("not empty").revision.0 as i64;
-            document::Entity::update_many()
-                .col_expr(document::Column::HeadRevision, head.into())
-                .col_expr(document::Column::UpdatedAt, now.into())
-                .filter(document::Column::Id.eq(id))
-                .exec(&txn)
-                .await?;
         }
         if !rejected.is_empty() {
             let rows = rejected.iter().map(|r| rejected::ActiveModel {
@@ -312,6 +356,42 @@ impl Store {
         }
         txn.commit().await?;
         Ok(())
+    }
+
+    /// The text of a document at its latest durable revision, read without
+    /// owning it: the newest snapshot (or `cached`, if newer) and the op log
+    /// after it.
+    pub async fn read_text(&self, id: &str, cached: Option<(Revision, String)>) -> Result<(Revision, String), Error> {
+        let meta = self
+            .document(id)
+            .await?
+            .ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
+        let stored = self.snapshot_at_or_before(id, meta.head).await?;
+        let (mut revision, mut text) = match (stored, cached) {
+            (Some(s), Some(c)) if c.0 > s.0 && c.0 <= meta.head => c,
+            (Some(s), _) => s,
+            (None, Some(c)) => c,
+            (None, None) => return Err(Error::Corrupt(format!("document {id} has no snapshot"))),
+        };
+        loop {
+            let ops = self.ops_after(id, revision, 10_000).await?;
+            if ops.is_empty() {
+                return Ok((revision, text));
+            }
+            for op in ops {
+                if op.revision != revision.next() {
+                    return Err(Error::Corrupt(format!(
+                        "document {id}: op log gap at {}",
+                        revision.next()
+                    )));
+                }
+                text = op
+                    .delta
+                    .apply(&text)
+                    .map_err(|e| Error::Corrupt(format!("document {id}: {e}")))?;
+                revision = op.revision;
+            }
+        }
     }
 
     /// Saves the text at `revision`, and drops snapshots older than `keep_from`
