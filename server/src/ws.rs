@@ -22,6 +22,9 @@ use crate::document::{Command, ConnId, DocumentHandle, Outbound, Route};
 use crate::error::Error;
 use crate::AppState;
 
+/// How often an idle connection is pinged.
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Frames queued for one connection before it counts as too slow.
 const OUTBOUND_QUEUE: usize = 8192;
 
@@ -99,16 +102,31 @@ async fn connection(socket: WebSocket, state: AppState, pinned: Option<String>) 
     let (mut sink, mut stream) = socket.split();
     let (outbound, mut queue) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let writer = tokio::spawn(async move {
-        while let Some(out) = queue.recv().await {
+        // Pings keep an idle connection alive through proxies (nginx times
+        // out an upstream that says nothing) and show a dead peer.
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            let out = tokio::select! {
+                out = queue.recv() => match out {
+                    Some(out) => out,
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
             let message = match out {
                 Outbound::Frame(text) => Message::Text(text),
                 Outbound::Close(code, reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
+                    let close = CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(close))).await;
                     break;
                 }
             };

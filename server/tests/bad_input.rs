@@ -3,15 +3,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use shared::api::NewDocument;
 use shared::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use shared::{Change, ClientId, Delta, Revision, Seq, Verdict};
-use support::{any_port, connect, next, send, start, Socket, TempDir};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{any_port, connect, http, next, send, start, Socket, TempDir};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -159,7 +157,7 @@ async fn bad_messages_get_error_frames_and_change_nothing() {
         }
     }
     assert_eq!(code, Some(1009), "closed as too large");
-    let (status, _) = http(server.addr, "GET", "/healthz", None).await;
+    let (status, _) = http(&server.addr.to_string(), "GET", "/healthz", None).await;
     assert_eq!(status, 200);
     let view = server.documents().view(&doc.id).await.unwrap();
     assert_eq!(view.text, "> hello\n");
@@ -170,14 +168,14 @@ async fn bad_messages_get_error_frames_and_change_nothing() {
 async fn bad_http_requests_get_clear_statuses() {
     let dir = TempDir::new("bad-http");
     let server = start(&dir.sqlite_url(), any_port(), |c| c.documents.limits.max_chars = 1000).await;
-    let addr = server.addr;
+    let addr = server.addr.to_string();
 
-    let (status, body) = http(addr, "GET", "/api/documents/nope", None).await;
+    let (status, body) = http(&addr, "GET", "/api/documents/nope", None).await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("no document"), "{body}");
-    let (status, body) = http(addr, "POST", "/api/documents", Some("{not json")).await;
+    let (status, body) = http(&addr, "POST", "/api/documents", Some("{not json")).await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = http(addr, "POST", "/api/documents", Some(r#"{"titel":"typo"}"#)).await;
+    let (status, body) = http(&addr, "POST", "/api/documents", Some(r#"{"titel":"typo"}"#)).await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = http(
         addr,
@@ -187,7 +185,7 @@ async fn bad_http_requests_get_clear_statuses() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = http(addr, "POST", "/api/documents", Some(r#"{"title":"   "}"#)).await;
+    let (status, body) = http(&addr, "POST", "/api/documents", Some(r#"{"title":"   "}"#)).await;
     assert_eq!(status, 400, "{body}");
 
     let (status, body) = http(
@@ -202,7 +200,7 @@ async fn bad_http_requests_get_clear_statuses() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, body) = http(addr, "PATCH", &format!("/api/documents/{id}"), Some(r#"{"title":""}"#)).await;
+    let (status, body) = http(&addr, "PATCH", &format!("/api/documents/{id}"), Some(r#"{"title":""}"#)).await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = http(
         addr,
@@ -212,37 +210,16 @@ async fn bad_http_requests_get_clear_statuses() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = http(addr, "GET", &format!("/api/documents/{id}"), None).await;
+    let (status, body) = http(&addr, "GET", &format!("/api/documents/{id}"), None).await;
     assert_eq!(status, 200);
     assert!(body.contains("Plan B") && body.contains(r#""text":"a\nb\n""#), "{body}");
-    let (status, _) = http(addr, "GET", &format!("/api/documents/{id}/changes?after=0"), None).await;
+    let (status, _) = http(&addr, "GET", &format!("/api/documents/{id}/changes?after=0"), None).await;
     assert_eq!(status, 200);
-    let (status, _) = http(addr, "DELETE", "/api/documents/nope", None).await;
+    let (status, _) = http(&addr, "DELETE", "/api/documents/nope", None).await;
     assert_eq!(status, 404);
-    let (status, _) = http(addr, "DELETE", &format!("/api/documents/{id}"), None).await;
+    let (status, _) = http(&addr, "DELETE", &format!("/api/documents/{id}"), None).await;
     assert_eq!(status, 204);
-    let (status, _) = http(addr, "GET", &format!("/api/documents/{id}"), None).await;
+    let (status, _) = http(&addr, "GET", &format!("/api/documents/{id}"), None).await;
     assert_eq!(status, 404);
     server.shutdown().await;
-}
-
-/// A minimal HTTP/1.1 request; returns the status and the body.
-async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let body = body.unwrap_or("");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    // Chunked bodies: good enough to search in.
-    (status, body)
 }

@@ -135,8 +135,15 @@ mod imp {
         composing: bool,
         held: Vec<ServerMessage>,
         attempts: u32,
+        /// When the change in flight was sent (milliseconds, `Date.now()`).
+        sent_at: Option<f64>,
         this: Weak<RefCell<Session>>,
     }
+
+    /// The close code for "the document is served elsewhere now".
+    const MOVED: u16 = 4001;
+    /// How long a change may go unanswered before the connection is presumed dead.
+    const UNANSWERED_MS: f64 = 5000.0;
 
     fn storage() -> Option<web_sys::Storage> {
         window().local_storage().ok().flatten()
@@ -171,6 +178,7 @@ mod imp {
                     composing: false,
                     held: Vec::new(),
                     attempts: 0,
+                    sent_at: None,
                     this: this.clone(),
                 })
             });
@@ -194,6 +202,15 @@ mod imp {
             });
             // The listener lives as long as the page.
             std::mem::forget(warn);
+            let weak = Rc::downgrade(&session);
+            let _ = set_interval_with_handle(
+                move || {
+                    if let Some(session) = weak.upgrade() {
+                        session.borrow_mut().watchdog();
+                    }
+                },
+                Duration::from_secs(1),
+            );
             session
         }
 
@@ -206,7 +223,9 @@ mod imp {
                 "ws"
             };
             let host = location.host().unwrap_or_default();
-            let socket = match WebSocket::new(&format!("{scheme}://{host}/ws")) {
+            // The document's own path, so a load balancer can route by it
+            // (and by the node cookie the server sets for that path).
+            let socket = match WebSocket::new(&format!("{scheme}://{host}/ws/d/{}", self.document)) {
                 Ok(socket) => socket,
                 Err(_) => return self.retry_later(),
             };
@@ -260,6 +279,7 @@ mod imp {
             self.send(&self.join_message(Some(self.client.revision())));
             if let Some(change) = self.client.reconnect() {
                 self.send(&ClientMessage::Submit { change });
+                self.sent_at = Some(js_sys::Date::now());
             }
             self.pump();
         }
@@ -268,17 +288,39 @@ mod imp {
             self.socket = None;
             self.callbacks.clear();
             self.client.disconnect();
-            if code == 1000
-                && self
-                    .signals
-                    .flash
-                    .get_untracked()
-                    .is_some_and(|f| f.contains("deleted"))
-            {
+            self.sent_at = None;
+            let deleted = self
+                .signals
+                .flash
+                .get_untracked()
+                .is_some_and(|f| f.contains("deleted"));
+            if code == 1000 && deleted {
                 self.signals.connection.set(Connection::Offline(0));
                 return;
             }
+            if code == MOVED && self.attempts < 3 {
+                // Another app server serves the document now: go there at
+                // once (a few times; then back off like any failure).
+                self.attempts += 1;
+                self.signals.connection.set(Connection::Connecting);
+                self.connect();
+                return;
+            }
             self.retry_later();
+        }
+
+        /// Called every second: a change unanswered for too long means the
+        /// server is stuck or gone without closing the socket; start over.
+        fn watchdog(&mut self) {
+            let stuck = self.sent_at.is_some_and(|at| js_sys::Date::now() - at > UNANSWERED_MS);
+            if stuck && self.client.in_flight().is_some() {
+                leptos::logging::warn!("no answer from the server; reconnecting");
+                if let Some(socket) = self.socket.take() {
+                    socket.set_onclose(None);
+                    let _ = socket.close();
+                }
+                self.closed(0);
+            }
         }
 
         fn retry_later(&mut self) {
@@ -302,6 +344,10 @@ mod imp {
         fn pump(&mut self) {
             while let Some(change) = self.client.poll_send() {
                 self.send(&ClientMessage::Submit { change });
+                self.sent_at = Some(js_sys::Date::now());
+            }
+            if self.client.in_flight().is_none() {
+                self.sent_at = None;
             }
             self.refresh();
         }

@@ -164,13 +164,28 @@ impl Actor {
         snapshots.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut idle_since = Instant::now();
         let mut idle_check = interval(Duration::from_millis(500).min(settings.idle_timeout));
-        let lease_ttl = self
-            .context
-            .cluster
-            .as_ref()
-            .map_or(Duration::from_secs(3600), |c| c.lease_ttl());
-        let mut renewals = interval(lease_ttl / 4);
-        renewals.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The lease is renewed by a task of its own, so that a batch stuck
+        // retrying its append (the database restarting) does not let it lapse.
+        let (lost, mut lease_lost) = tokio::sync::watch::channel(false);
+        let renewer = self.context.cluster.clone().map(|cluster| {
+            let id = self.id.clone();
+            tokio::spawn(async move {
+                let mut renewals = interval(cluster.lease_ttl() / 4);
+                renewals.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                loop {
+                    renewals.tick().await;
+                    match cluster.renew(&id).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let _ = lost.send(true);
+                            return;
+                        }
+                        // Redis is away: keep serving; the fence in the database keeps this safe.
+                        Err(error) => tracing::warn!(document = %id, %error, "lease renewal failed"),
+                    }
+                }
+            })
+        });
         let end = loop {
             tokio::select! {
                 command = commands.recv() => {
@@ -195,15 +210,7 @@ impl Actor {
                     }
                 }
                 _ = snapshots.tick() => self.snapshot(false).await,
-                _ = renewals.tick(), if self.context.cluster.is_some() => {
-                    let cluster = self.context.cluster.as_ref().expect("cluster mode");
-                    match cluster.renew(&self.id).await {
-                        Ok(true) => {}
-                        Ok(false) => break End::Fenced,
-                        // Redis is away: keep serving; the fence in the database keeps this safe.
-                        Err(error) => tracing::warn!(document = %self.id, %error, "lease renewal failed"),
-                    }
-                }
+                _ = lease_lost.changed() => break End::Fenced,
                 _ = idle_check.tick() => {
                     if !self.connections.is_empty() {
                         idle_since = Instant::now();
@@ -213,6 +220,9 @@ impl Actor {
                 }
             }
         };
+        if let Some(renewer) = renewer {
+            renewer.abort();
+        }
         self.context.registry.forget(&self.id, self.generation);
         self.context.metrics.documents.fetch_sub(1, Ordering::Relaxed);
         match end {
