@@ -178,7 +178,7 @@ async fn bad_http_requests_get_clear_statuses() {
     let (status, body) = http(&addr, "POST", "/api/documents", Some(r#"{"titel":"typo"}"#)).await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = http(
-        addr,
+        &addr,
         "POST",
         "/api/documents",
         Some(&format!(r#"{{"text":"{}"}}"#, "a".repeat(2000))),
@@ -189,7 +189,7 @@ async fn bad_http_requests_get_clear_statuses() {
     assert_eq!(status, 400, "{body}");
 
     let (status, body) = http(
-        addr,
+        &addr,
         "POST",
         "/api/documents",
         Some(r#"{"title":"Plan","text":"a\nb\n"}"#),
@@ -203,7 +203,7 @@ async fn bad_http_requests_get_clear_statuses() {
     let (status, body) = http(&addr, "PATCH", &format!("/api/documents/{id}"), Some(r#"{"title":""}"#)).await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = http(
-        addr,
+        &addr,
         "PATCH",
         &format!("/api/documents/{id}"),
         Some(r#"{"title":"Plan B"}"#),

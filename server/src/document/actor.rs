@@ -210,7 +210,8 @@ impl Actor {
                     }
                 }
                 _ = snapshots.tick() => self.snapshot(false).await,
-                _ = lease_lost.changed() => break End::Fenced,
+                // (Err: no renewer, in embedded mode: the branch is disabled.)
+                Ok(()) = lease_lost.changed() => break End::Fenced,
                 _ = idle_check.tick() => {
                     if !self.connections.is_empty() {
                         idle_since = Instant::now();

@@ -42,6 +42,11 @@ impl Drop for TempDir {
 
 /// Starts a server on `addr` (port 0 for any) with this database.
 pub async fn start(database_url: &str, addr: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Server {
+    // RUST_LOG=collab=debug shows the server's logs in a failing test.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let options = LeptosOptions::builder()
         .output_name("collab")
         .site_root("target/site")
