@@ -97,7 +97,7 @@ test("a same-line conflict: the first edit stands, the other is restored and kep
 test("unsynced text shows a badge and a warning before closing the tab", async ({ page, request }) => {
   const id = await newDocument(request, "offline\n");
   // A socket that never reaches the server: nothing can be acknowledged.
-  await page.routeWebSocket(/\/ws$/, () => {});
+  await page.routeWebSocket(/\/ws(\/d\/[a-z0-9]+)?$/, () => {});
   await page.goto(`/d/${id}`);
   await expect(page.getByTestId("connection")).toHaveText("Connecting…");
   await caretAt(page, 7);

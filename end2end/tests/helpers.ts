@@ -48,7 +48,7 @@ export async function typeAtEndOfLine(page: Page, line: number, text: string) {
  *  server sends, as a slow network would. */
 export async function withValve(page: Page) {
   const valve = { holding: false, held: [] as (string | Buffer)[], route: null as WebSocketRoute | null };
-  await page.routeWebSocket(/\/ws$/, (ws) => {
+  await page.routeWebSocket(/\/ws(\/d\/[a-z0-9]+)?$/, (ws) => {
     const server = ws.connectToServer();
     valve.route = ws;
     ws.onMessage((message) => server.send(message));

@@ -19,6 +19,7 @@
 #[cfg(feature = "hydrate")]
 use std::{cell::RefCell, rc::Rc};
 
+#[cfg(feature = "hydrate")]
 use leptos::prelude::*;
 use shared::api::DocumentView;
 
@@ -26,17 +27,19 @@ use super::Signals;
 
 #[cfg(feature = "hydrate")]
 type Shared = Rc<RefCell<imp::Session>>;
-#[cfg(not(feature = "hydrate"))]
-type Shared = ();
 
 /// The page's handle on its session (empty until hydration starts it).
+/// On the server it holds nothing: a thread-bound value must not be made
+/// where requests move between threads.
 #[derive(Clone, Copy)]
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-pub struct Handle(StoredValue<Option<Shared>, LocalStorage>);
+pub struct Handle(#[cfg(feature = "hydrate")] StoredValue<Option<Shared>, LocalStorage>);
 
 impl Handle {
     pub fn new() -> Handle {
-        Handle(StoredValue::new_local(None))
+        Handle(
+            #[cfg(feature = "hydrate")]
+            StoredValue::new_local(None),
+        )
     }
 
     /// Starts the session on the hydrated text area.
@@ -47,7 +50,7 @@ impl Handle {
         let _ = (doc, textarea, signals);
     }
 
-    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    #[cfg(feature = "hydrate")]
     fn with(&self, f: impl FnOnce(&Shared)) {
         self.0.with_value(|session| {
             if let Some(session) = session {
