@@ -63,6 +63,16 @@ test("a browser keeps typing across the failover of its app server", async ({ pa
     const cookie = (await context.cookies(`${base}/ws/d/${id}`)).find((c) => c.name === "collab_node");
     expect(cookie, "the owner set its node cookie").toBeTruthy();
     const owner = cookie!.value.replace(/^n/, "");
+    // Record what the connection indicator says from here on.
+    await page.getByTestId("connection").evaluate((el) => {
+      const seen: string[] = [];
+      (window as any).connectionStates = seen;
+      new MutationObserver(() => seen.push(el.textContent ?? "")).observe(el, {
+        childList: true,
+        subtree: true,
+        characterData: true,
+      });
+    });
     cluster("kill-node", owner);
 
     // The page notices, reconnects through nginx to another server (which
@@ -73,6 +83,9 @@ test("a browser keeps typing across the failover of its app server", async ({ pa
     }
     await expect(page.getByTestId("connection")).toHaveText("Connected", { timeout: 30_000 });
     await expect(page.getByTestId("unsynced")).toBeHidden({ timeout: 30_000 });
+    // The page showed the reconnect.
+    const states: string[] = await page.evaluate(() => (window as any).connectionStates);
+    expect(states.some((s) => s.startsWith("Offline") || s.startsWith("Connecting"))).toBeTruthy();
     const after = (await context.cookies(`${base}/ws/d/${id}`)).find((c) => c.name === "collab_node");
     expect(after?.value).not.toBe(cookie!.value);
 
