@@ -93,6 +93,7 @@ start_node() {
         COLLAB_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/collab" \
         COLLAB_REDIS_URL="redis://127.0.0.1:$redis_port" \
         COLLAB_LEASE_MS="$lease_ms" \
+        COLLAB_TRUST_PROXY=true \
         LEPTOS_OUTPUT_NAME=collab LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg \
         LEPTOS_SITE_ADDR="127.0.0.1:$p" LEPTOS_RELOAD_PORT=$((p + 1000)) LEPTOS_ENV=PROD \
         RUST_LOG="${RUST_LOG:-info}" \

@@ -1,13 +1,59 @@
-//! The home page: the documents, newest first; create, rename, delete.
+//! The home page: signed in, the user's documents, newest first (create,
+//! rename, delete, by role); signed out, what the product is and how to
+//! get in.
 
 use leptos::prelude::*;
-use shared::api::DocumentSummary;
+use shared::api::{DocumentSummary, Role};
 
+use crate::account::CurrentUser;
 use crate::server::{list_documents, CreateDocument, DeleteDocument, RenameDocument};
 
-/// The list of documents and the form that creates one.
+/// The documents of the signed-in user, or the way in.
 #[component]
 pub fn HomePage() -> impl IntoView {
+    let user = expect_context::<CurrentUser>();
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || {
+                user.get()
+                    .map(|result| match result {
+                        Ok(Some(_)) => view! { <Documents/> }.into_any(),
+                        Ok(None) => view! { <Welcome/> }.into_any(),
+                        Err(error) => view! { <p class="error">{error.to_string()}</p> }.into_any(),
+                    })
+            }}
+        </Suspense>
+    }
+}
+
+/// For visitors who are not signed in.
+#[component]
+fn Welcome() -> impl IntoView {
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    view! {
+        <section class="card" data-testid="welcome">
+            <h1>"Write together, live"</h1>
+            <p class="lead">
+                "Edit the same document with others in real time. Edits to different lines merge; "
+                "when two people change the same line, the first wins and the other edit is kept "
+                "for its author to re-apply."
+            </p>
+            <p>
+                <a href="/sign-up" rel="external" class="button" data-testid="welcome-sign-up">"Create an account"</a>
+                " or "
+                <a href="/sign-in" rel="external">"sign in"</a>
+            </p>
+            <p class="status" data-testid="hydrated">
+                {move || if hydrated.get() { "hydrated" } else { "" }}
+            </p>
+        </section>
+    }
+}
+
+/// The signed-in user's documents and the form that creates one.
+#[component]
+fn Documents() -> impl IntoView {
     let create = ServerAction::<CreateDocument>::new();
     let rename = ServerAction::<RenameDocument>::new();
     let delete = ServerAction::<DeleteDocument>::new();
@@ -85,18 +131,35 @@ fn DocumentItem(
         <li class="document" data-testid="document">
             <a href=href data-testid="document-link">{doc.title.clone()}</a>
             <span class="muted">" · revision " {doc.revision.0}</span>
-            <details class="manage">
-                <summary>"Manage"</summary>
-                <ActionForm action=rename attr:class="rename">
-                    <input type="hidden" name="id" value=rename_id/>
-                    <input type="text" name="title" value=doc.title.clone() maxlength="200" aria-label="New title"/>
-                    <button type="submit">"Rename"</button>
-                </ActionForm>
-                <ActionForm action=delete attr:class="delete" on:submit=confirm_delete>
-                    <input type="hidden" name="id" value=delete_id/>
-                    <button type="submit" class="danger">"Delete"</button>
-                </ActionForm>
-            </details>
+            <span class=format!("role role-{}", doc.role.name()) data-testid="role">{doc.role.name()}</span>
+            {(doc.role >= Role::Editor)
+                .then(|| {
+                    view! {
+                        <details class="manage">
+                            <summary>"Manage"</summary>
+                            <ActionForm action=rename attr:class="rename">
+                                <input type="hidden" name="id" value=rename_id/>
+                                <input
+                                    type="text"
+                                    name="title"
+                                    value=doc.title.clone()
+                                    maxlength="200"
+                                    aria-label="New title"
+                                />
+                                <button type="submit">"Rename"</button>
+                            </ActionForm>
+                            {(doc.role == Role::Owner)
+                                .then(|| {
+                                    view! {
+                                        <ActionForm action=delete attr:class="delete" on:submit=confirm_delete>
+                                            <input type="hidden" name="id" value=delete_id/>
+                                            <button type="submit" class="danger">"Delete"</button>
+                                        </ActionForm>
+                                    }
+                                })}
+                        </details>
+                    }
+                })}
         </li>
     }
 }

@@ -6,13 +6,16 @@
 //! WebAssembly entry point is [`hydrate`].
 //!
 //! - [`home`]: the list of documents.
-//! - [`editor`]: the editor page, driven by `shared::ClientState`.
+//! - [`account`]: sign in, sign up, the user menu.
+//! - [`editor`]: the editor page, driven by `shared::ClientState`, with
+//!   its share dialog.
 //! - [`server`]: server functions (the pages' calls to the server).
 //! - `backend`: what the server provides to them (`ssr` only).
 
 // The editor's view types nest deeply.
 #![recursion_limit = "256"]
 
+pub mod account;
 #[cfg(feature = "ssr")]
 pub mod backend;
 pub mod editor;
@@ -26,8 +29,12 @@ use leptos_router::{path, SsrMode};
 
 pub use home::HomePage;
 
-/// The HTML document around [`App`], rendered only on the server.
+/// The HTML document around [`App`], rendered only on the server. It also
+/// sets the page's Content-Security-Policy: scripts only from this origin
+/// and the inline hydration scripts carrying this response's nonce.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    content_security_policy(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -46,19 +53,50 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The router: the home page and the editor.
+/// The page's Content-Security-Policy, with the nonce of this response.
+#[cfg(feature = "ssr")]
+fn content_security_policy(options: &LeptosOptions) {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    // `cargo leptos watch` reloads the page through its own WebSocket port.
+    let reload = if std::env::var("LEPTOS_WATCH").is_ok() {
+        let port = options.reload_external_port.unwrap_or(options.reload_port);
+        format!(" ws://*:{port} wss://*:{port}")
+    } else {
+        String::new()
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'{reload}; object-src 'none'; base-uri 'none'; \
+         frame-ancestors 'none'; form-action 'self'"
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&policy) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+/// The router: the home page, the account pages and the editor.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    let user: account::CurrentUser = Resource::new(|| (), |_| server::current_user());
+    provide_context(user);
     view! {
         <Title text="Collab"/>
         <Router>
             <header class="topbar">
                 <a href="/" class="brand">"Collab"</a>
+                <account::UserMenu/>
             </header>
             <main class="container">
                 <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                     <Route path=path!("/") view=HomePage/>
+                    <Route path=path!("/sign-in") view=account::SignInPage/>
+                    <Route path=path!("/sign-up") view=account::SignUpPage/>
                     <Route path=path!("/d/:id") view=editor::EditorPage ssr=SsrMode::Async/>
                 </Routes>
             </main>

@@ -60,6 +60,32 @@ pub struct Cli {
     /// How long a document's lease lasts without renewal, in milliseconds [default: 3000].
     #[arg(long, env = "COLLAB_LEASE_MS")]
     pub lease_ms: Option<u64>,
+    /// The address users reach the app at, e.g. `https://collab.example.com`.
+    /// With `https` session cookies are `Secure` and HSTS is sent; its origin
+    /// is allowed [default: none; the request's own host is allowed].
+    #[arg(long, env = "COLLAB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// More origins allowed to open WebSockets and send state-changing
+    /// requests, comma-separated (`https://a.example,https://b.example`).
+    #[arg(long, env = "COLLAB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Behind a reverse proxy: take the client's address from `X-Real-IP`
+    /// and the scheme from `X-Forwarded-Proto` [default: false].
+    #[arg(long, env = "COLLAB_TRUST_PROXY")]
+    pub trust_proxy: Option<bool>,
+    /// How long a sign-in lasts, in seconds [default: 1209600, 14 days].
+    #[arg(long, env = "COLLAB_SESSION_TTL_SECS")]
+    pub session_ttl_secs: Option<u64>,
+    /// WebSocket messages per second per connection (bursts of twice as
+    /// many pass) [default: 50].
+    #[arg(long, env = "COLLAB_MAX_MESSAGES_PER_SEC")]
+    pub max_messages_per_sec: Option<u32>,
+    /// Open WebSocket connections per user, per app server [default: 32].
+    #[arg(long, env = "COLLAB_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<u32>,
+    /// Open WebSocket connections per client address, per app server [default: 256].
+    #[arg(long, env = "COLLAB_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// The same settings, as a file may give them.
@@ -78,6 +104,13 @@ struct File {
     node_id: Option<String>,
     advertise_addr: Option<String>,
     lease_ms: Option<u64>,
+    public_url: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    trust_proxy: Option<bool>,
+    session_ttl_secs: Option<u64>,
+    max_messages_per_sec: Option<u32>,
+    max_connections_per_user: Option<u32>,
+    max_connections_per_ip: Option<u32>,
 }
 
 /// The resolved configuration.
@@ -89,6 +122,36 @@ pub struct Config {
     pub documents: Settings,
     /// Set in cluster mode.
     pub cluster: Option<ClusterConfig>,
+    pub security: Security,
+}
+
+/// Who may connect, and how much.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// Origins (`scheme://host[:port]`) allowed besides the request's own host.
+    pub allowed_origins: Vec<String>,
+    /// Session cookies are `Secure` and HSTS is sent (the public URL is https).
+    pub https: bool,
+    /// Trust `X-Real-IP` and `X-Forwarded-Proto` from a reverse proxy.
+    pub trust_proxy: bool,
+    pub session_ttl: Duration,
+    pub max_messages_per_sec: u32,
+    pub max_connections_per_user: u32,
+    pub max_connections_per_ip: u32,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            allowed_origins: Vec::new(),
+            https: false,
+            trust_proxy: false,
+            session_ttl: Duration::from_secs(14 * 24 * 3600),
+            max_messages_per_sec: 50,
+            max_connections_per_user: 32,
+            max_connections_per_ip: 256,
+        }
+    }
 }
 
 /// Cluster mode's settings.
@@ -150,7 +213,38 @@ impl Config {
                 return Err(Error::Config("node_id: letters, digits and - _ . : only".into()));
             }
         }
+        let mut security = Security::default();
+        let mut origins = Vec::new();
+        if let Some(url) = cli.public_url.or(file.public_url) {
+            let origin = origin_of(&url).ok_or_else(|| Error::Config(format!("public_url: {url:?} is not a URL")))?;
+            security.https = origin.starts_with("https://");
+            origins.push(origin);
+        }
+        for origin in cli.allowed_origins.or(file.allowed_origins).unwrap_or_default() {
+            let origin = origin.trim();
+            if origin.is_empty() {
+                continue;
+            }
+            origins.push(origin_of(origin).ok_or_else(|| Error::Config(format!("allowed_origins: {origin:?}")))?);
+        }
+        security.allowed_origins = origins;
+        if let Some(trust) = cli.trust_proxy.or(file.trust_proxy) {
+            security.trust_proxy = trust;
+        }
+        if let Some(secs) = cli.session_ttl_secs.or(file.session_ttl_secs) {
+            security.session_ttl = Duration::from_secs(secs.max(1));
+        }
+        if let Some(n) = cli.max_messages_per_sec.or(file.max_messages_per_sec) {
+            security.max_messages_per_sec = n.max(1);
+        }
+        if let Some(n) = cli.max_connections_per_user.or(file.max_connections_per_user) {
+            security.max_connections_per_user = n.max(1);
+        }
+        if let Some(n) = cli.max_connections_per_ip.or(file.max_connections_per_ip) {
+            security.max_connections_per_ip = n.max(1);
+        }
         Ok(Config {
+            security,
             addr,
             database_url,
             max_message_bytes: cli
@@ -162,4 +256,19 @@ impl Config {
             cluster,
         })
     }
+}
+
+/// `scheme://host[:port]` of a URL, lower case; `None` if it is not an
+/// http(s) URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let url = url.trim().to_ascii_lowercase();
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next()?;
+    if host.is_empty() || host.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{host}"))
 }

@@ -21,6 +21,18 @@ pub enum Error {
     /// A request that cannot be honoured.
     #[error("{0}")]
     BadRequest(String),
+    /// Not signed in (or the session ended).
+    #[error("sign in first")]
+    Unauthorized,
+    /// Signed in, but the role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many attempts; wait this long.
+    #[error("too many attempts; try again in {} seconds", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
+    /// Something that should not fail did.
+    #[error("internal: {0}")]
+    Internal(String),
     /// The merge engine refused something.
     #[error(transparent)]
     Engine(#[from] shared::Error),
@@ -47,6 +59,9 @@ impl Error {
         match self {
             Error::UnknownDocument(_) => StatusCode::NOT_FOUND,
             Error::BadRequest(_) | Error::Engine(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable | Error::Fenced(_) | Error::Elsewhere { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -59,7 +74,18 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let body = serde_json::json!({ "error": self.to_string() });
-        (status, axum::Json(body)).into_response()
+        // Unknown and forbidden documents look the same from outside.
+        let message = match &self {
+            Error::UnknownDocument(_) => "no such document".to_owned(),
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({ "error": message });
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Error::Throttled(wait) = &self {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }

@@ -6,6 +6,10 @@
 //!   only writer of its document.
 //! - [`ws`]: the WebSocket protocol (`docs/PROTOCOL.md`).
 //! - [`api`]: documents over HTTP.
+//! - [`auth`]: accounts and sessions; [`auth_routes`]: the same over HTTP,
+//!   and share links.
+//! - [`access`]: access changes told to open connections (everywhere).
+//! - [`security`]: security headers, CSRF and `Origin` checks, limits.
 //! - [`backend`]: the same operations for the Leptos app's server functions.
 //! - [`cluster`]: cluster mode: leases, heartbeats, the snapshot cache (Redis).
 //! - [`metrics`]: Prometheus metrics.
@@ -14,13 +18,17 @@
 //! [`serve`] puts them together behind one axum router with the
 //! server-rendered app.
 
+pub mod access;
 pub mod api;
+pub mod auth;
+pub mod auth_routes;
 pub mod backend;
 pub mod cluster;
 pub mod config;
 pub mod document;
 pub mod error;
 pub mod metrics;
+pub mod security;
 pub mod store;
 pub mod ws;
 
@@ -47,8 +55,10 @@ use store::Store;
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub documents: Documents,
+    pub accounts: auth::Accounts,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub limits: Arc<security::ConnectionLimits>,
 }
 
 /// A running server.
@@ -104,14 +114,21 @@ pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Serv
         None => (None, None),
     };
     let metrics = Arc::new(Metrics::default());
-    let documents = Documents::new(store, config.documents.clone(), cluster, metrics.clone());
+    let access = match &config.cluster {
+        Some(c) => access::Access::cluster(&c.redis_url).await?,
+        None => access::Access::local(),
+    };
+    let accounts = auth::Accounts::new(store.clone(), config.security.session_ttl);
+    let documents = Documents::new(store, config.documents.clone(), cluster, metrics.clone(), access);
     let state = AppState {
         leptos_options: leptos_options.clone(),
         documents: documents.clone(),
+        accounts: accounts.clone(),
         config: Arc::new(config),
         metrics,
+        limits: Arc::default(),
     };
-    let backend = backend::shared(documents.clone());
+    let backend = backend::shared(documents.clone(), accounts);
     let routes = generate_route_list(App);
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -120,16 +137,18 @@ pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Serv
         .route("/ws", get(ws::upgrade))
         .route("/ws/d/{document}", get(ws::upgrade_document))
         .merge(api::routes())
+        .merge(auth_routes::routes())
         .leptos_routes_with_context(&state, routes, move || provide_context(backend.clone()), {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), security::protect))
         .with_state(state);
 
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service())
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })

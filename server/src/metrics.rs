@@ -72,6 +72,14 @@ pub struct Metrics {
     pub fenced: AtomicU64,
     /// Connections sent to another app server.
     pub redirects: AtomicU64,
+    /// State-changing requests and WebSockets refused for their origin.
+    pub refused_origins: AtomicU64,
+    /// Messages refused by the per-connection rate limit.
+    pub rate_limited: AtomicU64,
+    /// Connections refused by the per-user and per-address limits.
+    pub refused_connections: AtomicU64,
+    /// Sign-ins refused (wrong password or throttled).
+    pub failed_sign_ins: AtomicU64,
     pub merge_latency: Histogram,
     pub append_latency: Histogram,
 }
@@ -140,6 +148,30 @@ impl Metrics {
             "Connections sent to the document's owner.",
             self.redirects.load(Ordering::Relaxed),
         );
+        for (name, help, value) in [
+            (
+                "collab_refused_origins_total",
+                "Requests and WebSockets refused for their Origin.",
+                &self.refused_origins,
+            ),
+            (
+                "collab_rate_limited_messages_total",
+                "WebSocket messages refused by the rate limit.",
+                &self.rate_limited,
+            ),
+            (
+                "collab_refused_connections_total",
+                "WebSockets refused by the per-user and per-address limits.",
+                &self.refused_connections,
+            ),
+            (
+                "collab_failed_sign_ins_total",
+                "Sign-ins refused: wrong password or throttled.",
+                &self.failed_sign_ins,
+            ),
+        ] {
+            counter(&mut out, name, help, value.load(Ordering::Relaxed));
+        }
         self.merge_latency
             .render(&mut out, "collab_merge_seconds", "Time to merge one change.");
         self.append_latency.render(

@@ -1,41 +1,88 @@
 //! WebSocket connections: the protocol of `docs/PROTOCOL.md`.
 //!
-//! Each connection has a reader (this task: parse, check, forward to the
-//! document actor) and a writer (a task draining the connection's outbound
-//! queue, which the actor fills). Bad input is answered with an error frame
-//! and changes nothing.
+//! The handshake needs a session cookie and an allowed `Origin`, and counts
+//! against the connections allowed per user and per address. Each
+//! connection then has a reader (this task: parse, check the rate and the
+//! caller's role, forward to the document actor) and a writer (a task
+//! draining the connection's outbound queue, which the actor fills). Access
+//! changes (a role changed or taken away, a session ended) reach the
+//! reader at once and close or downgrade the connection. Bad input is
+//! answered with an error frame and changes nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use shared::protocol::{ClientMessage, ErrorCode, ServerMessage};
+use shared::api::Role;
+use shared::protocol::{close, ClientMessage, ErrorCode, Peer, ServerMessage};
 use shared::{Author, ClientId, Revision};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::access::AccessEvent;
+use crate::auth::Session;
 use crate::document::actor::MOVED;
 use crate::document::{Command, ConnId, DocumentHandle, Outbound, Route};
 use crate::error::Error;
+use crate::security::{client_ip, origin_allowed, MaybeUser, PeerAddr, Permit, RateLimit};
 use crate::AppState;
 
 /// How often an idle connection is pinged.
-const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// How often a connection checks its session and role against the
+/// database, in case an access event was missed (Redis away).
+const RECHECK_EVERY: Duration = Duration::from_secs(15);
 
 /// Frames queued for one connection before it counts as too slow.
 const OUTBOUND_QUEUE: usize = 8192;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// Who opened a connection, once the handshake's checks passed.
+struct Caller {
+    session: Session,
+    /// Counts the connection against its user's and address's limits;
+    /// `None` when over a limit (the socket says so and closes).
+    permit: Option<Permit>,
+}
+
+/// The handshake's checks: an allowed `Origin`, a session, and the limits.
+fn admit(state: &AppState, headers: &HeaderMap, peer: PeerAddr, session: Option<Session>) -> Result<Caller, Response> {
+    let security = &state.config.security;
+    if !origin_allowed(headers, security) {
+        state.metrics.refused_origins.fetch_add(1, Ordering::Relaxed);
+        return Err(Error::Forbidden("this origin may not open the editor's WebSocket".into()).into_response());
+    }
+    let session = session.ok_or_else(|| Error::Unauthorized.into_response())?;
+    let ip = client_ip(headers, peer, security);
+    let permit = state.limits.admit(&session.user.id, &ip, security);
+    if permit.is_none() {
+        state.metrics.refused_connections.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(Caller { session, permit })
+}
+
 /// `GET /ws`: upgrades to the editing protocol, for any document.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    MaybeUser(session): MaybeUser,
+    peer: PeerAddr,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match admit(&state, &headers, peer, session) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
     let limit = state.config.max_message_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| connection(socket, state, None))
+        .on_upgrade(move |socket| connection(socket, state, caller, None))
 }
 
 /// The cookie nginx routes a document's connections by: the node serving it.
@@ -43,17 +90,28 @@ pub const NODE_COOKIE: &str = "collab_node";
 
 /// `GET /ws/d/{document}`: the editing protocol for one document, routed.
 ///
-/// In cluster mode the server first finds who serves the document. If it
-/// is this server, the upgrade sets the node cookie to this node, so the
-/// load balancer keeps the document's connections here. If another live
-/// server owns it, the upgrade sets the cookie to that node and closes at
-/// once with code 4001: the client reconnects and the load balancer sends it
-/// to the owner.
+/// The caller needs a role on the document (otherwise 404, as for a
+/// document that does not exist). In cluster mode the server first finds
+/// who serves the document. If it is this server, the upgrade sets the node
+/// cookie to this node, so the load balancer keeps the document's
+/// connections here. If another live server owns it, the upgrade sets the
+/// cookie to that node and closes at once with code 4001: the client
+/// reconnects and the load balancer sends it to the owner.
 pub async fn upgrade_document(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
+    MaybeUser(session): MaybeUser,
+    peer: PeerAddr,
+    headers: HeaderMap,
     Path(document): Path<String>,
 ) -> Response {
+    let caller = match admit(&state, &headers, peer, session) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    if let Err(error) = state.documents.role(&caller.session.user, &document).await {
+        return error.into_response();
+    }
     let limit = state.config.max_message_bytes;
     let ws = ws.max_message_size(limit).max_frame_size(limit);
     let (node, moved) = match state.documents.route(&document).await {
@@ -69,7 +127,7 @@ pub async fn upgrade_document(
         if moved {
             moved_elsewhere(socket).await
         } else {
-            connection(socket, state, Some(pinned)).await
+            connection(socket, state, caller, Some(pinned)).await
         }
     });
     if let Some(node) = node {
@@ -94,14 +152,21 @@ struct Joined {
     document: String,
     handle: DocumentHandle,
     client: ClientId,
-    author: Author,
+    role: Role,
 }
 
-async fn connection(socket: WebSocket, state: AppState, pinned: Option<String>) {
-    let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-    let (mut sink, mut stream) = socket.split();
-    let (outbound, mut queue) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
-    let writer = tokio::spawn(async move {
+/// Why a connection ends on the server's initiative.
+enum Ending {
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// The writer: drains the outbound queue into the socket, pinging when idle.
+fn spawn_writer(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Outbound>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         // Pings keep an idle connection alive through proxies (nginx times
         // out an upstream that says nothing) and show a dead peer.
         let mut ping = tokio::time::interval(PING_EVERY);
@@ -135,11 +200,76 @@ async fn connection(socket: WebSocket, state: AppState, pinned: Option<String>) 
             }
         }
         let _ = sink.close().await;
-    });
+    })
+}
+
+async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: Option<String>) {
+    let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let (sink, mut stream) = socket.split();
+    let (outbound, queue) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let writer = spawn_writer(sink, queue);
+    let Caller { session, permit } = caller;
+    if permit.is_none() {
+        reply_error(
+            &outbound,
+            ErrorCode::TooManyConnections,
+            "too many open connections for this account or address; close some tabs or try again later",
+            None,
+        );
+        let _ = outbound.try_send(Outbound::Close(
+            close::TOO_MANY_CONNECTIONS,
+            "too many connections".into(),
+        ));
+        drop(outbound);
+        let _ = writer.await;
+        return;
+    }
     state.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let author = Author::new(&session.user.name);
+    let mut events = state.documents.access().subscribe();
+    let mut rate = RateLimit::new(state.config.security.max_messages_per_sec);
+    let expires = tokio::time::Instant::now()
+        + Duration::from_millis((session.expires_at - crate::store::now_ms()).max(0) as u64);
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    recheck.tick().await;
 
     let mut joined: Option<Joined> = None;
-    while let Some(message) = stream.next().await {
+    let mut ending: Option<Ending> = None;
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            event = events.recv() => {
+                ending = match event {
+                    Ok(event) => heard(&state, conn, &session, &mut joined, &outbound, event).await,
+                    // Missed events: ask the database instead.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        recheck_access(&state, conn, &session, &mut joined, &outbound).await
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        events = state.documents.access().subscribe();
+                        None
+                    }
+                };
+                if ending.is_some() {
+                    break;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(expires) => {
+                ending = Some(Ending::Close(close::SIGNED_OUT, "the session expired; sign in again"));
+                break;
+            }
+            _ = recheck.tick() => {
+                ending = recheck_access(&state, conn, &session, &mut joined, &outbound).await;
+                if ending.is_some() {
+                    break;
+                }
+                continue;
+            }
+        };
         let text = match message {
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(_)) => {
@@ -174,12 +304,26 @@ async fn connection(socket: WebSocket, state: AppState, pinned: Option<String>) 
                 continue;
             }
         };
+        if !rate.allow() {
+            state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let seq = match &parsed {
+                ClientMessage::Submit { change } => Some(change.seq),
+                ClientMessage::Join { .. } => None,
+            };
+            reply_error(
+                &outbound,
+                ErrorCode::RateLimited,
+                "too many messages; this one was not applied: send it again in a moment",
+                seq,
+            );
+            continue;
+        }
         match parsed {
             ClientMessage::Join {
                 document,
                 client,
                 revision,
-                name,
+                name: _,
             } => {
                 if pinned.as_ref().is_some_and(|p| *p != document) {
                     reply_error(
@@ -193,14 +337,41 @@ async fn connection(socket: WebSocket, state: AppState, pinned: Option<String>) 
                 if let Some(previous) = joined.take() {
                     let _ = previous.handle.send(Command::Leave { conn }).await;
                 }
-                let author = Author::new(&display_name(name.as_deref()));
-                match join(&state, conn, &document, revision, &outbound).await {
+                let role = match state.documents.role(&session.user, &document).await {
+                    Ok(role) => role,
+                    Err(Error::UnknownDocument(_)) => {
+                        reply_error(
+                            &outbound,
+                            ErrorCode::UnknownDocument,
+                            &format!("no document {document}"),
+                            None,
+                        );
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(conn, %document, %error, "role lookup failed");
+                        reply_error(
+                            &outbound,
+                            ErrorCode::Internal,
+                            "the document is unavailable; try again",
+                            None,
+                        );
+                        continue;
+                    }
+                };
+                let peer = Peer {
+                    user: session.user.id.clone(),
+                    name: session.user.name.clone(),
+                    color: session.user.color.clone(),
+                    role,
+                };
+                match join(&state, conn, &document, peer, revision, &outbound).await {
                     Ok(handle) => {
                         joined = Some(Joined {
                             document,
                             handle,
                             client,
-                            author,
+                            role,
                         })
                     }
                     Err(Error::UnknownDocument(_)) => reply_error(
@@ -239,10 +410,19 @@ async fn connection(socket: WebSocket, state: AppState, pinned: Option<String>) 
                     );
                     continue;
                 }
+                if session.role < Role::Editor {
+                    reply_error(
+                        &outbound,
+                        ErrorCode::Forbidden,
+                        "you may view this document but not change it",
+                        Some(change.seq),
+                    );
+                    continue;
+                }
                 let command = Command::Submit {
                     conn,
                     change,
-                    author: session.author.clone(),
+                    author: author.clone(),
                 };
                 if session.handle.send(command).await.is_err() {
                     // The actor stopped: make the client reconnect and resend.
@@ -253,12 +433,90 @@ async fn connection(socket: WebSocket, state: AppState, pinned: Option<String>) 
             }
         }
     }
+    if let Some(Ending::Close(code, reason)) = ending {
+        let _ = outbound.try_send(Outbound::Close(code, reason.into()));
+    }
     if let Some(session) = joined {
         let _ = session.handle.send(Command::Leave { conn }).await;
     }
     drop(outbound);
     let _ = writer.await;
+    drop(permit);
     state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Acts on an access event: the connection's session ended, or its role on
+/// the joined document changed.
+async fn heard(
+    state: &AppState,
+    conn: ConnId,
+    session: &Session,
+    joined: &mut Option<Joined>,
+    outbound: &mpsc::Sender<Outbound>,
+    event: AccessEvent,
+) -> Option<Ending> {
+    match event {
+        AccessEvent::Session { token_hash } if token_hash == session.token_hash => {
+            Some(Ending::Close(close::SIGNED_OUT, "signed out"))
+        }
+        AccessEvent::Member { document, user, role }
+            if user == session.user.id && joined.as_ref().is_some_and(|j| j.document == document) =>
+        {
+            set_role(state, conn, joined, outbound, role).await
+        }
+        _ => None,
+    }
+}
+
+/// Asks the database whether the session is live and what the role on the
+/// joined document is now.
+async fn recheck_access(
+    state: &AppState,
+    conn: ConnId,
+    session: &Session,
+    joined: &mut Option<Joined>,
+    outbound: &mpsc::Sender<Outbound>,
+) -> Option<Ending> {
+    match state.accounts.session_by_hash(&session.token_hash).await {
+        Ok(None) => return Some(Ending::Close(close::SIGNED_OUT, "the session ended; sign in again")),
+        Ok(Some(_)) => {}
+        // The database is away: keep what we know.
+        Err(_) => return None,
+    }
+    let Some(document) = joined.as_ref().map(|j| j.document.clone()) else {
+        return None;
+    };
+    match state.documents.role(&session.user, &document).await {
+        Ok(role) => set_role(state, conn, joined, outbound, Some(role)).await,
+        Err(Error::UnknownDocument(_)) => set_role(state, conn, joined, outbound, None).await,
+        Err(_) => None,
+    }
+}
+
+/// The joined document's role is now `role`: tell the client (and the
+/// presence list), or close if it is gone.
+async fn set_role(
+    state: &AppState,
+    conn: ConnId,
+    joined: &mut Option<Joined>,
+    outbound: &mpsc::Sender<Outbound>,
+    role: Option<Role>,
+) -> Option<Ending> {
+    let _ = state;
+    let current = joined.as_mut()?;
+    let Some(role) = role else {
+        return Some(Ending::Close(
+            close::ACCESS_REVOKED,
+            "you no longer have access to this document",
+        ));
+    };
+    if current.role != role {
+        current.role = role;
+        let frame = serde_json::to_string(&ServerMessage::Role { role }).expect("messages serialize");
+        let _ = outbound.try_send(Outbound::Frame(Utf8Bytes::from(frame)));
+        let _ = current.handle.send(Command::SetRole { conn, role }).await;
+    }
+    None
 }
 
 /// Joins the connection to a document, retrying once if its actor was
@@ -267,6 +525,7 @@ async fn join(
     state: &AppState,
     conn: ConnId,
     document: &str,
+    peer: Peer,
     revision: Option<Revision>,
     outbound: &mpsc::Sender<Outbound>,
 ) -> Result<DocumentHandle, Error> {
@@ -276,6 +535,7 @@ async fn join(
         let command = Command::Join {
             conn,
             outbound: outbound.clone(),
+            peer: peer.clone(),
             revision,
             done,
         };
@@ -289,20 +549,4 @@ async fn join(
 fn reply_error(outbound: &mpsc::Sender<Outbound>, code: ErrorCode, message: &str, seq: Option<shared::Seq>) {
     let frame = serde_json::to_string(&ServerMessage::error(code, message, seq)).expect("messages serialize");
     let _ = outbound.try_send(Outbound::Frame(Utf8Bytes::from(frame)));
-}
-
-/// The name shown to collaborators: trimmed, at most 40 characters.
-fn display_name(name: Option<&str>) -> String {
-    let name: String = name
-        .unwrap_or("")
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(40)
-        .collect();
-    if name.is_empty() {
-        "Anonymous".to_owned()
-    } else {
-        name
-    }
 }

@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use shared::api::NewDocument;
 use shared::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use shared::{Change, ClientId, Delta, Revision, Seq, Verdict};
-use support::{any_port, connect, http, next, send, start, Socket, TempDir};
+use support::{any_port, connect, http_as, next_skipping_presence as next, send, sign_up, start, Socket, TempDir};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -47,15 +47,19 @@ async fn bad_messages_get_error_frames_and_change_nothing() {
         c.max_message_bytes = 64 * 1024;
     })
     .await;
+    let owner = sign_up(&server.addr.to_string(), "owner").await;
     let doc = server
         .documents()
-        .create(NewDocument {
-            text: Some("hello\n".into()),
-            ..NewDocument::default()
-        })
+        .create(
+            &owner.user,
+            NewDocument {
+                text: Some("hello\n".into()),
+                ..NewDocument::default()
+            },
+        )
         .await
         .unwrap();
-    let mut socket = connect(server.addr).await;
+    let mut socket = connect(server.addr, &owner).await;
 
     // Not JSON, an unknown type, missing and extra fields, a binary frame.
     raw(&mut socket, "this is not json").await;
@@ -140,7 +144,7 @@ async fn bad_messages_get_error_frames_and_change_nothing() {
         }
         other => panic!("expected the repeated verdict, got {other:?}"),
     }
-    let view = server.documents().view(&doc.id).await.unwrap();
+    let view = server.documents().view(&owner.user, &doc.id).await.unwrap();
     assert_eq!(
         (view.text.as_str(), view.revision),
         ("> hello\n", Revision(1)),
@@ -157,9 +161,9 @@ async fn bad_messages_get_error_frames_and_change_nothing() {
         }
     }
     assert_eq!(code, Some(1009), "closed as too large");
-    let (status, _) = http(&server.addr.to_string(), "GET", "/healthz", None).await;
+    let (status, _) = support::http(&server.addr.to_string(), "GET", "/healthz", None).await;
     assert_eq!(status, 200);
-    let view = server.documents().view(&doc.id).await.unwrap();
+    let view = server.documents().view(&owner.user, &doc.id).await.unwrap();
     assert_eq!(view.text, "> hello\n");
     server.shutdown().await;
 }
@@ -169,10 +173,21 @@ async fn bad_http_requests_get_clear_statuses() {
     let dir = TempDir::new("bad-http");
     let server = start(&dir.sqlite_url(), any_port(), |c| c.documents.limits.max_chars = 1000).await;
     let addr = server.addr.to_string();
+    let owner = sign_up(&addr, "owner").await;
+    let http = |addr: &str, method: &str, path: &str, body: Option<&str>| {
+        let (addr, method, path, body) = (
+            addr.to_owned(),
+            method.to_owned(),
+            path.to_owned(),
+            body.map(str::to_owned),
+        );
+        let owner = owner.clone();
+        async move { http_as(&owner, &addr, &method, &path, body.as_deref()).await }
+    };
 
     let (status, body) = http(&addr, "GET", "/api/documents/nope", None).await;
     assert_eq!(status, 404, "{body}");
-    assert!(body.contains("no document"), "{body}");
+    assert!(body.contains("no such document"), "{body}");
     let (status, body) = http(&addr, "POST", "/api/documents", Some("{not json")).await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = http(&addr, "POST", "/api/documents", Some(r#"{"titel":"typo"}"#)).await;

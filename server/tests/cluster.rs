@@ -5,13 +5,15 @@
 //! killed (`kill -9`) in the middle. Afterwards every token is in its
 //! document exactly once (or in its typist's rejected edits tray), every
 //! client's text equals the server's, and the op log has no gap and no
-//! duplicate.
+//! duplicate. Every client is signed in: ten editor accounts, one per line,
+//! each editing all fifty documents, which one owner created and shared.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use support::cluster::{check_op_log, create_document, verify, ClusterClient, LocalCluster, Tally};
+use support::sign_up;
 
 const DOCUMENTS: usize = 50;
 const CLIENTS: usize = 10;
@@ -32,19 +34,24 @@ impl Rng {
 async fn fifty_documents_survive_a_killed_app_server() {
     let cluster = LocalCluster::start("failover", 3, 2000);
     let addr = cluster.addr();
+    let owner = sign_up(&addr, "owner").await;
+    let mut editors = Vec::new();
+    for c in 0..CLIENTS {
+        editors.push(sign_up(&addr, &format!("editor{c}")).await);
+    }
     let mut documents = Vec::new();
     for _ in 0..DOCUMENTS {
         let lines: String = (0..CLIENTS).map(|c| format!("line {c}:\n")).collect();
-        documents.push(create_document(&addr, &lines).await);
+        documents.push(create_document(&addr, &owner, &editors, &lines).await);
     }
     let deadline = Instant::now() + Duration::from_secs(240);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (d, id) in documents.iter().enumerate() {
         for c in 0..CLIENTS {
-            let (addr, id) = (addr.clone(), id.clone());
+            let (addr, id, account) = (addr.clone(), id.clone(), editors[c].clone());
             tasks.push(tokio::spawn(async move {
-                let mut client = ClusterClient::new(&addr, &id, 1 + (d * CLIENTS + c) as u64);
+                let mut client = ClusterClient::new(&addr, &id, 1 + (d * CLIENTS + c) as u64, &account);
                 let mut rng = Rng(0x5EED + (d * CLIENTS + c) as u64);
                 client.ensure_connected(deadline).await;
                 for n in 0..TOKENS {
@@ -80,7 +87,7 @@ async fn fifty_documents_survive_a_killed_app_server() {
     let mut trays = 0;
     let mut tally = Tally::default();
     for document in clients.chunks_mut(CLIENTS) {
-        let (k, t) = verify(&addr, document, deadline).await;
+        let (k, t) = verify(&addr, &owner, document, deadline).await;
         kept += k;
         trays += t;
         for client in document.iter() {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::cluster::{check_op_log, create_document, verify, ClusterClient, LocalCluster};
+use support::{sign_up, Account};
 
 const DOCUMENTS: usize = 3;
 const CLIENTS: usize = 3;
@@ -19,15 +20,16 @@ const CLIENTS: usize = 3;
 fn typists(
     addr: &str,
     documents: &[String],
+    editors: &[Account],
     stop: Arc<AtomicBool>,
     deadline: Instant,
 ) -> Vec<tokio::task::JoinHandle<ClusterClient>> {
     let mut tasks = Vec::new();
     for (d, id) in documents.iter().enumerate() {
         for c in 0..CLIENTS {
-            let (addr, id, stop) = (addr.to_owned(), id.clone(), stop.clone());
+            let (addr, id, stop, account) = (addr.to_owned(), id.clone(), stop.clone(), editors[c].clone());
             tasks.push(tokio::spawn(async move {
-                let mut client = ClusterClient::new(&addr, &id, 500 + (d * CLIENTS + c) as u64);
+                let mut client = ClusterClient::new(&addr, &id, 500 + (d * CLIENTS + c) as u64, &account);
                 client.ensure_connected(deadline).await;
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -46,7 +48,7 @@ fn typists(
 
 /// The node (1-based) whose lease holds `document`, read from Redis
 /// (waiting a little if the lease is between owners).
-async fn owner(cluster: &LocalCluster, document: &str) -> usize {
+async fn lease_holder(cluster: &LocalCluster, document: &str) -> usize {
     let redis_port = cluster.port as usize + cluster.nodes + 1;
     for _ in 0..400 {
         let output = std::process::Command::new("redis-cli")
@@ -71,14 +73,19 @@ async fn owner(cluster: &LocalCluster, document: &str) -> usize {
 async fn redis_and_postgres_restarts_and_a_paused_owner() {
     let cluster = LocalCluster::start("faults", 3, 2000);
     let addr = cluster.addr();
+    let owner = sign_up(&addr, "owner").await;
+    let mut editors = Vec::new();
+    for c in 0..CLIENTS {
+        editors.push(sign_up(&addr, &format!("editor{c}")).await);
+    }
     let mut documents = Vec::new();
     for _ in 0..DOCUMENTS {
         let lines: String = (0..CLIENTS).map(|c| format!("line {c}:\n")).collect();
-        documents.push(create_document(&addr, &lines).await);
+        documents.push(create_document(&addr, &owner, &editors, &lines).await);
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = typists(&addr, &documents, stop.clone(), deadline);
+    let tasks = typists(&addr, &documents, &editors, stop.clone(), deadline);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Redis restarts (leases, heartbeats and the snapshot cache come back
@@ -94,13 +101,13 @@ async fn redis_and_postgres_restarts_and_a_paused_owner() {
     // The owner of the first document stops dead (SIGSTOP) with its
     // connections open. Its heartbeat and lease expire; its clients give up
     // on it and another server takes the document over.
-    let paused = owner(&cluster, &documents[0]).await;
+    let paused = lease_holder(&cluster, &documents[0]).await;
     let fenced_before = cluster.metric(paused, "collab_fenced_appends_total").await;
     cluster.run(&["pause-node", &paused.to_string()]);
     let taken_over = Instant::now();
     let new_owner = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let node = owner(&cluster, &documents[0]).await;
+        let node = lease_holder(&cluster, &documents[0]).await;
         if node != paused {
             break node;
         }
@@ -125,7 +132,7 @@ async fn redis_and_postgres_restarts_and_a_paused_owner() {
     let mut typed = 0;
     for document in clients.chunks_mut(CLIENTS) {
         typed += document.iter().map(|c| c.typed.len()).sum::<usize>();
-        kept += verify(&addr, document, deadline).await.0;
+        kept += verify(&addr, &owner, document, deadline).await.0;
     }
     let appended = check_op_log(&cluster.database_url()).await;
     let resent: usize = clients.iter().map(|c| c.tally.resent).sum();

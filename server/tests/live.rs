@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use shared::api::NewDocument;
+use shared::api::Role;
 use shared::text::char_count;
 use shared::{Delta, Revision};
-use support::{any_port, start, Browser, TempDir};
+use support::{any_port, members, sign_up, start, Browser, TempDir};
 
 /// A small deterministic generator for the clients' typing.
 struct Rng(u64);
@@ -52,21 +53,27 @@ fn random_edit(browser: &mut Browser, rng: &mut Rng, token: &str, delete: bool) 
 async fn ten_clients_typing_at_once_converge() {
     let dir = TempDir::new("converge");
     let server = start(&dir.sqlite_url(), any_port(), |_| {}).await;
+    let owner = sign_up(&server.addr.to_string(), "owner").await;
     let doc = server
         .documents()
-        .create(NewDocument {
-            text: Some("line of text\n".repeat(30)),
-            ..NewDocument::default()
-        })
+        .create(
+            &owner.user,
+            NewDocument {
+                text: Some("line of text\n".repeat(30)),
+                ..NewDocument::default()
+            },
+        )
         .await
         .unwrap();
     let addr = server.addr;
+    let editors = members(&server, &owner, &doc.id, "user", 10, Role::Editor).await;
 
     let mut tasks = Vec::new();
-    for i in 0..10u64 {
+    for (i, account) in editors.into_iter().enumerate() {
+        let i = i as u64;
         let id = doc.id.clone();
         tasks.push(tokio::spawn(async move {
-            let mut browser = Browser::open(addr, &id, 100 + i, &format!("user{i}")).await;
+            let mut browser = Browser::open(addr, &id, 100 + i, &account).await;
             let mut rng = Rng(0x9E37_79B9 + i);
             for n in 0..60 {
                 random_edit(&mut browser, &mut rng, &format!("<{i}.{n}>"), true);
@@ -85,7 +92,7 @@ async fn ten_clients_typing_at_once_converge() {
     for task in tasks {
         browsers.push(task.await.unwrap());
     }
-    let view = server.documents().view(&doc.id).await.unwrap();
+    let view = server.documents().view(&owner.user, &doc.id).await.unwrap();
     let mut rejected = 0;
     for browser in &mut browsers {
         browser.settle(Some(view.revision)).await;
@@ -131,23 +138,28 @@ async fn type_tokens(
 async fn a_restart_mid_session_loses_nothing_acknowledged() {
     let dir = TempDir::new("restart");
     let server = start(&dir.sqlite_url(), any_port(), |_| {}).await;
+    let owner = sign_up(&server.addr.to_string(), "owner").await;
     let doc = server
         .documents()
-        .create(NewDocument {
-            text: Some("one\ntwo\nthree\nfour\nfive\nsix\n".into()),
-            ..NewDocument::default()
-        })
+        .create(
+            &owner.user,
+            NewDocument {
+                text: Some("one\ntwo\nthree\nfour\nfive\nsix\n".into()),
+                ..NewDocument::default()
+            },
+        )
         .await
         .unwrap();
+    let writers = members(&server, &owner, &doc.id, "writer", 4, Role::Editor).await;
     let mut browsers = Vec::new();
-    for i in 0..4u64 {
-        browsers.push(Browser::open(server.addr, &doc.id, 200 + i, "writer").await);
+    for (i, account) in writers.iter().enumerate() {
+        browsers.push(Browser::open(server.addr, &doc.id, 200 + i as u64, account).await);
     }
     let mut rng = Rng(42);
     let mut typed = Vec::new();
     // First half: type, with some changes still in flight when the server stops.
     type_tokens(&mut browsers, &mut rng, 0..40, &mut typed).await;
-    let before = server.documents().view(&doc.id).await.unwrap();
+    let before = server.documents().view(&owner.user, &doc.id).await.unwrap();
     server.shutdown().await;
     for b in &mut browsers {
         // The server closed the socket: the client notices.
@@ -156,7 +168,7 @@ async fn a_restart_mid_session_loses_nothing_acknowledged() {
 
     // Start again on the same database; everyone reconnects and resends.
     let server = start(&dir.sqlite_url(), any_port(), |_| {}).await;
-    let after_restart = server.documents().view(&doc.id).await.unwrap();
+    let after_restart = server.documents().view(&owner.user, &doc.id).await.unwrap();
     assert_eq!(
         after_restart.text, before.text,
         "everything acknowledged survived the restart"
@@ -170,7 +182,7 @@ async fn a_restart_mid_session_loses_nothing_acknowledged() {
     for b in &mut browsers {
         b.settle(None).await;
     }
-    let view = server.documents().view(&doc.id).await.unwrap();
+    let view = server.documents().view(&owner.user, &doc.id).await.unwrap();
     for b in &mut browsers {
         b.settle(Some(view.revision)).await;
         assert_eq!(b.state.text(), view.text);

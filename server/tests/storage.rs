@@ -6,11 +6,12 @@ mod support;
 
 use std::time::Duration;
 
+use collab::access::Access;
 use collab::document::{Documents, Settings};
 use collab::store::{RejectedChange, Store};
 use collab::Error;
 use sea_orm::{ConnectionTrait, Database};
-use shared::api::NewDocument;
+use shared::api::{NewDocument, Role, UserView};
 use shared::{AcceptedChange, Author, Change, ClientId, Delta, Revision, SectionPolicy, Seq, Verdict};
 use support::TempDir;
 
@@ -27,13 +28,13 @@ fn accepted(revision: u64, delta: Delta) -> AcceptedChange {
 /// The store's queries, one by one.
 async fn queries(store: &Store) {
     let meta = store
-        .create_document("doc1", "First", SectionPolicy::Range, "abc")
+        .create_document("doc1", "First", SectionPolicy::Range, "abc", "u1")
         .await
         .unwrap();
     assert_eq!(meta.head, Revision(0));
     assert!(
         store
-            .create_document("doc1", "Again", SectionPolicy::Line, "")
+            .create_document("doc1", "Again", SectionPolicy::Line, "", "u1")
             .await
             .is_err(),
         "ids are unique"
@@ -120,7 +121,7 @@ async fn queries(store: &Store) {
     assert!(store.rename("doc1", "Renamed").await.unwrap());
     assert!(!store.rename("nope", "x").await.unwrap());
     store
-        .create_document("doc2", "Second", SectionPolicy::Line, "")
+        .create_document("doc2", "Second", SectionPolicy::Line, "", "u1")
         .await
         .unwrap();
     let listed: Vec<String> = store
@@ -137,6 +138,82 @@ async fn queries(store: &Store) {
     assert!(store.document("doc1").await.unwrap().is_none());
 }
 
+fn user(id: &str) -> UserView {
+    UserView {
+        id: id.into(),
+        name: format!("User {id}"),
+        color: "#00798c".into(),
+        email: format!("{id}@example.test"),
+    }
+}
+
+/// Accounts, sessions, members and share links.
+async fn account_queries(store: &Store) {
+    let (ana, ben) = (user("ana"), user("ben"));
+    assert_eq!(store.create_user(&ana, "hash-a").await.unwrap(), Some(()));
+    assert_eq!(store.create_user(&ben, "hash-b").await.unwrap(), Some(()));
+    let mut twin = user("twin");
+    twin.email = ana.email.clone();
+    assert_eq!(store.create_user(&twin, "x").await.unwrap(), None, "emails are unique");
+    let found = store.user_by_email(&ana.email).await.unwrap().unwrap();
+    assert_eq!((found.view, found.password_hash.as_str()), (ana.clone(), "hash-a"));
+
+    let now = collab::store::now_ms();
+    store.create_session("live", &ana.id, now + 60_000).await.unwrap();
+    store.create_session("old", &ana.id, now - 1).await.unwrap();
+    assert_eq!(
+        store.session_user("live").await.unwrap().map(|(u, _)| u),
+        Some(ana.clone())
+    );
+    assert_eq!(store.session_user("old").await.unwrap(), None, "expired");
+    assert_eq!(store.delete_expired_sessions().await.unwrap(), 1);
+    store.delete_session("live").await.unwrap();
+    assert_eq!(store.session_user("live").await.unwrap(), None, "signed out");
+
+    store
+        .create_document("shared", "Shared", SectionPolicy::Line, "", &ana.id)
+        .await
+        .unwrap();
+    assert_eq!(store.role("shared", &ana.id).await.unwrap(), Some(Role::Owner));
+    assert_eq!(store.role("shared", &ben.id).await.unwrap(), None);
+    let link = store
+        .create_link("l1", "digest", "shared", Role::Viewer, &ana.id)
+        .await
+        .unwrap();
+    assert_eq!(link.role, Role::Viewer);
+    let (link_id, document, role) = store.link_by_token("digest").await.unwrap().unwrap();
+    assert_eq!(
+        (link_id.as_str(), document.as_str(), role),
+        ("l1", "shared", Role::Viewer)
+    );
+    store
+        .set_role("shared", &ben.id, Role::Viewer, Some("l1"))
+        .await
+        .unwrap();
+    assert_eq!(store.members("shared").await.unwrap().len(), 2);
+    let listed = store.documents_of(&ben.id, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].1, Role::Viewer);
+    // Revoking the link takes the role it granted.
+    assert_eq!(
+        store.revoke_link("shared", "l1").await.unwrap(),
+        Some(vec![ben.id.clone()])
+    );
+    assert_eq!(store.role("shared", &ben.id).await.unwrap(), None);
+    assert!(store.link_by_token("digest").await.unwrap().is_none());
+    store.set_role("shared", &ben.id, Role::Editor, None).await.unwrap();
+    assert!(store.remove_member("shared", &ben.id).await.unwrap());
+    assert!(!store.remove_member("shared", &ben.id).await.unwrap());
+    // Deleting a document removes its members and links.
+    store
+        .create_link("l2", "digest2", "shared", Role::Editor, &ana.id)
+        .await
+        .unwrap();
+    assert!(store.delete("shared").await.unwrap());
+    assert!(store.documents_of(&ana.id, 10).await.unwrap().is_empty());
+    assert!(store.link_by_token("digest2").await.unwrap().is_none());
+}
+
 /// A live document, then the same document loaded again from the snapshot
 /// and the op log: byte for byte the same, and resends still recognised.
 async fn replay(url: &str) {
@@ -146,12 +223,23 @@ async fn replay(url: &str) {
         ..Settings::default()
     };
     let store = Store::connect(url).await.unwrap();
-    let documents = Documents::new(store.clone(), settings.clone(), None, Default::default());
+    let writer = user("writer");
+    store.create_user(&writer, "hash").await.unwrap();
+    let documents = Documents::new(
+        store.clone(),
+        settings.clone(),
+        None,
+        Default::default(),
+        Access::local(),
+    );
     let doc = documents
-        .create(NewDocument {
-            text: Some("alpha\nbeta\ngamma\n".into()),
-            ..NewDocument::default()
-        })
+        .create(
+            &writer,
+            NewDocument {
+                text: Some("alpha\nbeta\ngamma\n".into()),
+                ..NewDocument::default()
+            },
+        )
         .await
         .unwrap();
     let mut state = shared::DocumentState::new(
@@ -168,6 +256,12 @@ async fn replay(url: &str) {
         .send(collab::document::Command::Join {
             conn: 1,
             outbound,
+            peer: shared::protocol::Peer {
+                user: writer.id.clone(),
+                name: writer.name.clone(),
+                color: writer.color.clone(),
+                role: Role::Editor,
+            },
             revision: Some(Revision(0)),
             done,
         })
@@ -209,12 +303,18 @@ async fn replay(url: &str) {
         }
     }
     assert!(last.unwrap().as_str().contains("accepted"));
-    let live = documents.view(&doc.id).await.unwrap();
+    let live = documents.view(&writer, &doc.id).await.unwrap();
     assert_eq!(live.text, text);
 
     // A second server on the same database loads it from snapshot + op log.
-    let again = Documents::new(Store::connect(url).await.unwrap(), settings, None, Default::default());
-    let loaded = again.view(&doc.id).await.unwrap();
+    let again = Documents::new(
+        Store::connect(url).await.unwrap(),
+        settings,
+        None,
+        Default::default(),
+        Access::local(),
+    );
+    let loaded = again.view(&writer, &doc.id).await.unwrap();
     assert_eq!(
         loaded.text.as_bytes(),
         live.text.as_bytes(),
@@ -232,6 +332,7 @@ async fn sqlite_store() {
     let store = Store::connect(&dir.sqlite_url()).await.unwrap();
     assert_eq!(store.backend(), "sqlite");
     queries(&store).await;
+    account_queries(&store).await;
     replay(&dir.sqlite_url()).await;
 }
 
@@ -255,6 +356,7 @@ async fn postgres_store() {
     let store = Store::connect(&url).await.unwrap();
     assert_eq!(store.backend(), "postgres");
     queries(&store).await;
+    account_queries(&store).await;
     replay(&url).await;
     drop(store);
     let _ = admin
@@ -272,8 +374,17 @@ async fn a_broken_document_fails_alone() {
         c.documents.idle_timeout = Duration::from_secs(1)
     })
     .await;
-    let good = server.documents().create(NewDocument::default()).await.unwrap();
-    let bad = server.documents().create(NewDocument::default()).await.unwrap();
+    let owner = support::sign_up(&server.addr.to_string(), "owner").await;
+    let good = server
+        .documents()
+        .create(&owner.user, NewDocument::default())
+        .await
+        .unwrap();
+    let bad = server
+        .documents()
+        .create(&owner.user, NewDocument::default())
+        .await
+        .unwrap();
     // Corrupt the second document's op log behind the server's back.
     let db = Database::connect(&url).await.unwrap();
     db.execute_unprepared(&format!(
@@ -291,21 +402,27 @@ async fn a_broken_document_fails_alone() {
     .unwrap();
 
     assert!(
-        server.documents().view(&bad.id).await.is_err(),
+        server.documents().view(&owner.user, &bad.id).await.is_err(),
         "the broken document does not load"
     );
-    let view = server.documents().view(&good.id).await.unwrap();
+    let view = server.documents().view(&owner.user, &good.id).await.unwrap();
     assert_eq!(view.revision, Revision(0));
-    let mut browser = support::Browser::open(server.addr, &good.id, 1, "still here").await;
+    let mut browser = support::Browser::open(server.addr, &good.id, 1, &owner).await;
     browser.state.edit(Delta::splice(0, 0, 0, "works").unwrap()).unwrap();
     browser.pump().await;
     browser.settle(None).await;
-    assert_eq!(server.documents().view(&good.id).await.unwrap().text, "works");
+    assert_eq!(
+        server.documents().view(&owner.user, &good.id).await.unwrap().text,
+        "works"
+    );
 
     // Idle documents are unloaded, and load again when asked for.
     drop(browser);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(server.documents().open_count(), 0, "idle documents unloaded");
-    assert_eq!(server.documents().view(&good.id).await.unwrap().text, "works");
+    assert_eq!(
+        server.documents().view(&owner.user, &good.id).await.unwrap().text,
+        "works"
+    );
     server.shutdown().await;
 }

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::Role;
 use crate::change::{AcceptedChange, Change, ClientId, Revision, Seq, Verdict};
 use crate::section::SectionPolicy;
 
@@ -25,7 +26,8 @@ pub enum ClientMessage {
         /// from) it sends the whole text.
         #[serde(default)]
         revision: Option<Revision>,
-        /// The name to show collaborators (until accounts exist).
+        /// Ignored: collaborators see the account's display name. (Kept so
+        /// older clients' joins still parse.)
         #[serde(default)]
         name: Option<String>,
     },
@@ -54,6 +56,12 @@ pub enum ServerMessage {
     Accepted { change: AcceptedChange },
     /// The verdict on one of our changes.
     Verdict { seq: Seq, verdict: Verdict },
+    /// Who is in the document now: sent after joining and whenever
+    /// someone joins or leaves. One entry per user, however many tabs.
+    Presence { peers: Vec<Peer> },
+    /// The caller's role on the document changed (an owner shared or
+    /// unshared it). A viewer's changes are refused.
+    Role { role: Role },
     /// Bad input or a failure; nothing was changed. `seq` names the change
     /// it concerns, if any.
     Error {
@@ -87,8 +95,13 @@ pub enum ErrorCode {
     DocumentTooLarge,
     /// The document was deleted.
     DocumentDeleted,
-    /// Too many messages; slow down.
+    /// Too many messages; slow down. A refused change was not applied:
+    /// send it again later.
     RateLimited,
+    /// Too many connections for this user or address; the socket closes.
+    TooManyConnections,
+    /// The caller's role does not allow it (a viewer's change).
+    Forbidden,
     /// The server failed; try again.
     Internal,
 }
@@ -116,4 +129,28 @@ impl ErrorCode {
             _ => ErrorCode::Internal,
         }
     }
+}
+
+/// Someone in a document, as collaborators see them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// The account's id.
+    pub user: String,
+    pub name: String,
+    /// A CSS colour from [`crate::api::COLORS`].
+    pub color: String,
+    pub role: Role,
+}
+
+/// WebSocket close codes the server uses, beyond the standard ones
+/// (1000 deleted, 1009 too large, 1011 unavailable, 1012 restarting).
+pub mod close {
+    /// The document is served by another app server: reconnect.
+    pub const MOVED: u16 = 4001;
+    /// The session ended (signed out, expired or revoked): sign in again.
+    pub const SIGNED_OUT: u16 = 4401;
+    /// The user no longer has access to the document.
+    pub const ACCESS_REVOKED: u16 = 4403;
+    /// Too many connections for this user or address: try again later.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4429;
 }

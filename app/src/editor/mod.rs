@@ -1,16 +1,21 @@
 //! The editor page (`/d/{id}`): server-rendered with the document's text,
 //! then hydrated; in the browser a [`session`] drives the text area with
-//! the shared sync engine over one WebSocket.
+//! the shared sync engine over one WebSocket. Who else is here shows above
+//! the text; a viewer's text area is read-only; the owner has a [`share`]
+//! dialog.
 
 pub mod positions;
 mod session;
+mod share;
 
 use leptos::html::Textarea;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
-use shared::api::DocumentView;
+use shared::api::{color_class, DocumentView, Role};
+use shared::protocol::Peer;
 use shared::TrayEntry;
 
+use crate::account::CurrentUser;
 use crate::server::get_document;
 
 /// The connection, as the status bar shows it.
@@ -20,6 +25,8 @@ pub enum Connection {
     Connected,
     /// Offline; the next attempt is this many seconds away.
     Offline(u32),
+    /// Closed for good: signed out, or access removed (why).
+    Ended(String),
 }
 
 impl Connection {
@@ -29,6 +36,7 @@ impl Connection {
             Connection::Connected => "Connected".into(),
             Connection::Offline(0) => "Offline, reconnecting…".into(),
             Connection::Offline(secs) => format!("Offline, reconnecting in {secs} s"),
+            Connection::Ended(why) => why.clone(),
         }
     }
 
@@ -36,7 +44,7 @@ impl Connection {
         match self {
             Connection::Connecting => "connecting",
             Connection::Connected => "connected",
-            Connection::Offline(_) => "offline",
+            Connection::Offline(_) | Connection::Ended(_) => "offline",
         }
     }
 }
@@ -49,7 +57,10 @@ pub struct Signals {
     pub unsynced: RwSignal<bool>,
     pub tray: RwSignal<Vec<TrayEntry>>,
     pub flash: RwSignal<Option<String>>,
-    pub name: RwSignal<String>,
+    /// The caller's role (the server may change it while the page is open).
+    pub role: RwSignal<Role>,
+    /// Who is in the document, the caller included.
+    pub peers: RwSignal<Vec<Peer>>,
 }
 
 /// `/d/{id}`: loads the document (before the HTML is sent) and shows the editor.
@@ -58,19 +69,34 @@ pub fn EditorPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let document = Resource::new(id, get_document);
+    let user = expect_context::<CurrentUser>();
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || {
+                let signed_in = user.get().map(|u| matches!(u, Ok(Some(_))));
                 document
                     .get()
                     .map(|result| match result {
                         Ok(Some(doc)) => view! { <Editor doc/> }.into_any(),
+                        _ if signed_in == Some(false) => {
+                            let next = format!("/sign-in?next=/d/{}", id());
+                            view! {
+                                <section class="card">
+                                    <h1>"Sign in to open this document"</h1>
+                                    <p>
+                                        <a href=next rel="external" data-testid="sign-in-to-open">"Sign in"</a>
+                                    </p>
+                                </section>
+                            }
+                                .into_any()
+                        }
                         Ok(None) => {
                             view! {
                                 <section class="card">
-                                    <h1>"No such document"</h1>
+                                    <h1 data-testid="no-such-document">"No such document"</h1>
                                     <p>
-                                        "It may have been deleted. " <a href="/">"All documents"</a>
+                                        "It may have been deleted, or not shared with you. "
+                                        <a href="/">"Your documents"</a>
                                     </p>
                                 </section>
                             }
@@ -91,7 +117,8 @@ fn Editor(doc: DocumentView) -> impl IntoView {
         unsynced: RwSignal::new(false),
         tray: RwSignal::new(Vec::new()),
         flash: RwSignal::new(None),
-        name: RwSignal::new(String::new()),
+        role: RwSignal::new(doc.role),
+        peers: RwSignal::new(Vec::new()),
     };
     let textarea = NodeRef::<Textarea>::new();
 
@@ -110,10 +137,8 @@ fn Editor(doc: DocumentView) -> impl IntoView {
     let on_input = move |_| session.input();
     let on_composition_start = move |_| session.composing(true);
     let on_composition_end = move |_| session.composing(false);
-    let on_name = move |ev: leptos::ev::Event| {
-        signals.name.set(event_target_value(&ev));
-        session.rename_me();
-    };
+    let sharing = RwSignal::new(false);
+    let id = doc.id.clone();
 
     view! {
         <section class="editor" data-testid="editor-page">
@@ -128,17 +153,33 @@ fn Editor(doc: DocumentView) -> impl IntoView {
                 <span class="unsynced" data-testid="unsynced" class:hidden=move || !signals.unsynced.get()>
                     "Unsynced changes"
                 </span>
-                <label class="me">
-                    "Your name "
-                    <input
-                        type="text"
-                        maxlength="40"
-                        data-testid="name"
-                        prop:value=move || signals.name.get()
-                        on:change=on_name
-                    />
-                </label>
+                <span class="view-only" data-testid="view-only" class:hidden=move || signals.role.get() != Role::Viewer>
+                    "View only"
+                </span>
+                <button
+                    class="share-button"
+                    data-testid="share"
+                    class:hidden=move || signals.role.get() != Role::Owner
+                    on:click=move |_| sharing.update(|open| *open = !*open)
+                >
+                    "Share"
+                </button>
             </header>
+            <ul class="peers" data-testid="peers" aria-label="In this document">
+                <For
+                    each=move || signals.peers.get()
+                    key=|peer| (peer.user.clone(), peer.name.clone(), peer.role)
+                    children=|peer| {
+                        view! {
+                            <li class=format!("chip {}", color_class(&peer.color)) data-testid="peer">
+                                {peer.name.clone()}
+                                {(peer.role == Role::Viewer).then(|| view! { <span class="muted">" (viewing)"</span> })}
+                            </li>
+                        }
+                    }
+                />
+            </ul>
+            {move || sharing.get().then(|| view! { <share::SharePanel id=id.clone() close=sharing/> })}
             <p class="flash" role="alert" data-testid="flash" class:hidden=move || signals.flash.get().is_none()>
                 {move || signals.flash.get().unwrap_or_default()}
             </p>
@@ -148,6 +189,7 @@ fn Editor(doc: DocumentView) -> impl IntoView {
                 data-testid="editor"
                 spellcheck="false"
                 aria-label="Document text"
+                readonly=move || signals.role.get() == Role::Viewer
                 on:input=on_input
                 on:compositionstart=on_composition_start
                 on:compositionend=on_composition_end

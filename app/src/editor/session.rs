@@ -73,12 +73,6 @@ impl Handle {
         let _ = on;
     }
 
-    /// The user changed their display name.
-    pub fn rename_me(&self) {
-        #[cfg(feature = "hydrate")]
-        self.with(imp::rename_me);
-    }
-
     /// Re-applies a rejected edit.
     pub fn reapply(&self, id: u64) {
         #[cfg(feature = "hydrate")]
@@ -125,8 +119,6 @@ mod imp {
     use super::super::{Connection, Signals};
     use super::Shared;
 
-    const NAME_KEY: &str = "collab.name";
-
     pub struct Session {
         document: String,
         client: ClientState,
@@ -143,8 +135,7 @@ mod imp {
         this: Weak<RefCell<Session>>,
     }
 
-    /// The close code for "the document is served elsewhere now".
-    const MOVED: u16 = 4001;
+    use shared::protocol::close::{ACCESS_REVOKED, MOVED, SIGNED_OUT};
     /// How long a change may go unanswered before the connection is presumed dead.
     const UNANSWERED_MS: f64 = 5000.0;
 
@@ -166,10 +157,6 @@ mod imp {
                 doc.text.clone(),
             );
             client.disconnect();
-            let name = storage()
-                .and_then(|s| s.get_item(NAME_KEY).ok().flatten())
-                .unwrap_or_default();
-            signals.name.set(name);
             let session = Rc::new_cyclic(|this| {
                 RefCell::new(Session {
                     document: doc.id.clone(),
@@ -274,7 +261,7 @@ mod imp {
                 document: self.document.clone(),
                 client: self.client.client(),
                 revision,
-                name: Some(self.signals.name.get_untracked()),
+                name: None,
             }
         }
 
@@ -299,6 +286,20 @@ mod imp {
                 .is_some_and(|f| f.contains("deleted"));
             if code == 1000 && deleted {
                 self.signals.connection.set(Connection::Offline(0));
+                return;
+            }
+            if code == SIGNED_OUT || code == ACCESS_REVOKED {
+                // No way back in on this page: keep what was not saved.
+                let (why, flash) = if code == SIGNED_OUT {
+                    ("Signed out", "You were signed out. Sign in again to go on editing.")
+                } else {
+                    ("Access removed", "Your access to this document was removed.")
+                };
+                self.keep_unsynced();
+                self.signals.connection.set(Connection::Ended(why.into()));
+                self.signals.role.set(shared::api::Role::Viewer);
+                self.signals.peers.set(Vec::new());
+                self.signals.flash.set(Some(flash.into()));
                 return;
             }
             if code == MOVED && self.attempts < 3 {
@@ -388,6 +389,19 @@ mod imp {
                     self.error(code, &message, seq);
                     Ok(Update::default())
                 }
+                ServerMessage::Presence { peers } => {
+                    self.signals.peers.set(peers);
+                    Ok(Update::default())
+                }
+                ServerMessage::Role { role } => {
+                    self.signals.role.set(role);
+                    if role == shared::api::Role::Viewer {
+                        self.signals
+                            .flash
+                            .set(Some("You can now view this document but not change it.".into()));
+                    }
+                    Ok(Update::default())
+                }
             };
             match result {
                 Ok(update) => self.apply(update),
@@ -400,6 +414,25 @@ mod imp {
             match code {
                 ErrorCode::DocumentDeleted => {
                     self.signals.flash.set(Some("This document was deleted.".into()));
+                }
+                ErrorCode::RateLimited | ErrorCode::TooManyConnections => {
+                    // Nothing was applied: reconnect after a pause and resend.
+                    leptos::logging::warn!("slowed down by the server ({code:?}): {message}");
+                    self.attempts += 2;
+                    if let Some(socket) = self.socket.take() {
+                        socket.set_onclose(None);
+                        let _ = socket.close();
+                    }
+                    self.closed(0);
+                }
+                ErrorCode::Forbidden => {
+                    self.signals.role.set(shared::api::Role::Viewer);
+                    self.signals.flash.set(Some(
+                        "You can view this document but not change it; your edit was kept in Rejected edits.".into(),
+                    ));
+                    if seq.is_some() && seq == self.client.in_flight() {
+                        self.send(&self.join_message(None));
+                    }
                 }
                 // Our change was refused: start over from the server's text
                 // (the change goes to the tray).
@@ -499,6 +532,24 @@ mod imp {
             self.pump();
         }
 
+        /// Moves every unsaved local edit to the tray (the session is over).
+        fn keep_unsynced(&mut self) {
+            if !self.client.has_unsynced() {
+                return;
+            }
+            let (revision, text) = (self.client.revision(), self.client.server_text().to_owned());
+            match self.client.resync(revision, text) {
+                Ok(update) => {
+                    if let Some(local) = &update.local {
+                        self.show(local);
+                    }
+                }
+                Err(error) => leptos::logging::error!("unsaved edits could not be kept: {error}"),
+            }
+            self.save_tray();
+            self.refresh();
+        }
+
         fn save_tray(&self) {
             if let Some(storage) = storage() {
                 let key = tray_key(&self.document);
@@ -569,16 +620,6 @@ mod imp {
                 s.handle(message);
             }
         }
-    }
-
-    pub fn rename_me(session: &Shared) {
-        let s = session.borrow();
-        let name = s.signals.name.get_untracked();
-        if let Some(storage) = storage() {
-            let _ = storage.set_item(NAME_KEY, &name);
-        }
-        // The new name takes effect on the next join.
-        s.send(&s.join_message(Some(s.client.revision())));
     }
 
     pub fn reapply(session: &Shared, id: u64) {

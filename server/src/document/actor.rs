@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use shared::protocol::{ErrorCode, ServerMessage};
+use shared::api::Role;
+use shared::protocol::{ErrorCode, Peer, ServerMessage};
 use shared::{AcceptedChange, Author, Change, DocumentState, Revision, SectionPolicy, Verdict};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
@@ -40,10 +41,11 @@ pub enum Outbound {
 
 /// A request to a document actor.
 pub enum Command {
-    /// A connection joins (its outbound queue, its revision).
+    /// A connection joins (its outbound queue, who it is, its revision).
     Join {
         conn: ConnId,
         outbound: mpsc::Sender<Outbound>,
+        peer: Peer,
         revision: Option<Revision>,
         done: oneshot::Sender<()>,
     },
@@ -55,6 +57,8 @@ pub enum Command {
     },
     /// A connection left.
     Leave { conn: ConnId },
+    /// A joined connection's role changed (for the presence list).
+    SetRole { conn: ConnId, role: Role },
     /// The current text and revision (once durable).
     Read {
         reply: oneshot::Sender<(Revision, String, SectionPolicy)>,
@@ -67,6 +71,7 @@ pub enum Command {
 
 struct Connection {
     outbound: mpsc::Sender<Outbound>,
+    peer: Peer,
 }
 
 /// Where a frame goes.
@@ -262,25 +267,39 @@ impl Actor {
         let mut outbox = Outbox::default();
         let mut stop = Vec::new();
         let mut deleted = None;
+        let mut presence = false;
         for command in batch {
             match command {
                 Command::Join {
                     conn,
                     outbound,
+                    peer,
                     revision,
                     done,
                 } => {
-                    self.join(conn, outbound, revision, &mut outbox).await;
+                    self.join(conn, outbound, peer, revision, &mut outbox).await;
                     outbox.joined.push(done);
+                    presence = true;
                 }
                 Command::Submit { conn, change, author } => self.submit(conn, change, author, &mut outbox),
                 Command::Leave { conn } => {
-                    self.connections.remove(&conn);
+                    presence |= self.connections.remove(&conn).is_some();
+                }
+                Command::SetRole { conn, role } => {
+                    if let Some(connection) = self.connections.get_mut(&conn) {
+                        presence |= connection.peer.role != role;
+                        connection.peer.role = role;
+                    }
                 }
                 Command::Read { reply } => outbox.reads.push(reply),
                 Command::Stop { done } => stop.push(done),
                 Command::Delete { done } => deleted = Some(done),
             }
+        }
+        if presence {
+            let peers = frame(&ServerMessage::Presence { peers: self.peers() });
+            let everyone = self.connections.keys().copied().collect();
+            outbox.frames.push((Target::All(everyone), peers));
         }
         if self.persist(&outbox).await.is_err() {
             return Flow::Fenced;
@@ -311,10 +330,24 @@ impl Actor {
         Flow::Continue
     }
 
+    /// Who is here: one entry per user (with their highest role), by name.
+    fn peers(&self) -> Vec<Peer> {
+        let mut peers: Vec<Peer> = Vec::new();
+        for connection in self.connections.values() {
+            match peers.iter_mut().find(|p| p.user == connection.peer.user) {
+                Some(peer) => peer.role = peer.role.max(connection.peer.role),
+                None => peers.push(connection.peer.clone()),
+            }
+        }
+        peers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.user.cmp(&b.user)));
+        peers
+    }
+
     async fn join(
         &mut self,
         conn: ConnId,
         outbound: mpsc::Sender<Outbound>,
+        peer: Peer,
         revision: Option<Revision>,
         outbox: &mut Outbox,
     ) {
@@ -368,7 +401,7 @@ impl Actor {
                 outbox.frames.push((Target::One(conn), frame(&joined)));
             }
         }
-        self.connections.insert(conn, Connection { outbound });
+        self.connections.insert(conn, Connection { outbound, peer });
     }
 
     fn submit(&mut self, conn: ConnId, change: Change, author: Author, outbox: &mut Outbox) {
@@ -523,7 +556,7 @@ impl Actor {
 
 /// The close code that sends a client to reconnect at once: the document is
 /// served elsewhere now.
-pub const MOVED: u16 = 4001;
+pub const MOVED: u16 = shared::protocol::close::MOVED;
 
 /// Why the actor stopped.
 enum End {

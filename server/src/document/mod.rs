@@ -12,10 +12,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shared::api::{clean_title, DocumentSummary, DocumentView, NewDocument};
+use shared::api::{
+    clean_email, clean_title, AddMember, DocumentSummary, DocumentView, LinkView, NewDocument, Role, Sharing, UserView,
+};
 use shared::{Limits, Revision};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::access::{Access, AccessEvent};
 use crate::cluster::{Cluster, Owner};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -93,6 +96,7 @@ pub(crate) struct Context {
     pub registry: Registry,
     pub cluster: Option<Cluster>,
     pub metrics: Arc<Metrics>,
+    pub access: Access,
 }
 
 /// Where a document is served.
@@ -112,7 +116,13 @@ pub struct Documents {
 
 impl Documents {
     /// Documents served from `store`; in cluster mode with `cluster`.
-    pub fn new(store: Store, settings: Settings, cluster: Option<Cluster>, metrics: Arc<Metrics>) -> Documents {
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        cluster: Option<Cluster>,
+        metrics: Arc<Metrics>,
+        access: Access,
+    ) -> Documents {
         Documents {
             context: Context {
                 store,
@@ -120,6 +130,7 @@ impl Documents {
                 registry: Registry::default(),
                 cluster,
                 metrics,
+                access,
             },
             closing: Arc::new(AtomicBool::new(false)),
         }
@@ -231,8 +242,29 @@ impl Documents {
             })
     }
 
-    /// Creates a document.
-    pub async fn create(&self, new: NewDocument) -> Result<DocumentSummary, Error> {
+    /// The caller's role on a document. No role and no document answer
+    /// the same way ([`Error::UnknownDocument`]), so ids cannot be probed.
+    pub async fn role(&self, user: &UserView, id: &str) -> Result<Role, Error> {
+        self.context
+            .store
+            .role(id, &user.id)
+            .await?
+            .ok_or_else(|| Error::UnknownDocument(id.to_owned()))
+    }
+
+    /// The caller's role, if it is at least `needed`; otherwise as if the
+    /// document did not exist (viewers learn nothing of what they cannot do
+    /// beyond "forbidden").
+    async fn require(&self, user: &UserView, id: &str, needed: Role) -> Result<Role, Error> {
+        let role = self.role(user, id).await?;
+        if role < needed {
+            return Err(Error::Forbidden(format!("this needs the {} role", needed.name())));
+        }
+        Ok(role)
+    }
+
+    /// Creates a document; the caller owns it.
+    pub async fn create(&self, user: &UserView, new: NewDocument) -> Result<DocumentSummary, Error> {
         let title = match new.title.as_deref() {
             Some(title) => clean_title(title).map_err(Error::BadRequest)?,
             None => "Untitled".to_owned(),
@@ -246,26 +278,31 @@ impl Documents {
         }
         let policy = new.policy.unwrap_or_default();
         let id = new_id();
-        let meta = self.context.store.create_document(&id, &title, policy, &text).await?;
-        tracing::info!(document = %id, "document created");
-        Ok(meta.summary())
+        let meta = self
+            .context
+            .store
+            .create_document(&id, &title, policy, &text, &user.id)
+            .await?;
+        tracing::info!(document = %id, user = %user.id, "document created");
+        Ok(meta.summary(Role::Owner))
     }
 
-    /// The most recently changed documents.
-    pub async fn list(&self, limit: u64) -> Result<Vec<DocumentSummary>, Error> {
+    /// The caller's documents, most recently changed first.
+    pub async fn list(&self, user: &UserView, limit: u64) -> Result<Vec<DocumentSummary>, Error> {
         Ok(self
             .context
             .store
-            .list_documents(limit)
+            .documents_of(&user.id, limit)
             .await?
             .iter()
-            .map(|m| m.summary())
+            .map(|(meta, role)| meta.summary(*role))
             .collect())
     }
 
     /// A document with its current text: from its actor if it runs here,
     /// otherwise read from storage (without taking the document).
-    pub async fn view(&self, id: &str) -> Result<DocumentView, Error> {
+    pub async fn view(&self, user: &UserView, id: &str) -> Result<DocumentView, Error> {
+        let role = self.role(user, id).await?;
         let meta = self
             .context
             .store
@@ -285,6 +322,7 @@ impl Documents {
             revision,
             policy: meta.policy,
             text,
+            role,
         })
     }
 
@@ -303,15 +341,20 @@ impl Documents {
     }
 
     /// Accepted changes after `after`, from the op log.
-    pub async fn changes(&self, id: &str, after: Revision, limit: u64) -> Result<Vec<shared::AcceptedChange>, Error> {
-        if self.context.store.document(id).await?.is_none() {
-            return Err(Error::UnknownDocument(id.to_owned()));
-        }
+    pub async fn changes(
+        &self,
+        user: &UserView,
+        id: &str,
+        after: Revision,
+        limit: u64,
+    ) -> Result<Vec<shared::AcceptedChange>, Error> {
+        self.role(user, id).await?;
         self.context.store.ops_after(id, after, limit).await
     }
 
-    /// Renames a document.
-    pub async fn rename(&self, id: &str, title: &str) -> Result<DocumentSummary, Error> {
+    /// Renames a document (editors and owners).
+    pub async fn rename(&self, user: &UserView, id: &str, title: &str) -> Result<DocumentSummary, Error> {
+        let role = self.require(user, id, Role::Editor).await?;
         let title = clean_title(title).map_err(Error::BadRequest)?;
         if !self.context.store.rename(id, &title).await? {
             return Err(Error::UnknownDocument(id.to_owned()));
@@ -322,11 +365,13 @@ impl Documents {
             .document(id)
             .await?
             .ok_or_else(|| Error::UnknownDocument(id.to_owned()))?;
-        Ok(meta.summary())
+        Ok(meta.summary(role))
     }
 
-    /// Deletes a document: its editors are told, its history removed.
-    pub async fn delete(&self, id: &str) -> Result<(), Error> {
+    /// Deletes a document (owners): its editors are told, its history removed.
+    pub async fn delete(&self, user: &UserView, id: &str) -> Result<(), Error> {
+        self.require(user, id, Role::Owner).await?;
+        let members = self.context.store.members(id).await?;
         self.context
             .registry
             .deleting
@@ -352,7 +397,115 @@ impl Documents {
         }
         .await;
         self.context.registry.deleting.lock().expect("registry lock").remove(id);
+        for member in members {
+            self.tell(id, &member.user.id, None).await;
+        }
         result
+    }
+
+    /// Who has access and how (owners).
+    pub async fn sharing(&self, user: &UserView, id: &str) -> Result<Sharing, Error> {
+        self.require(user, id, Role::Owner).await?;
+        Ok(Sharing {
+            members: self.context.store.members(id).await?,
+            links: self.context.store.links(id).await?,
+        })
+    }
+
+    /// Gives the account with `email` a role (owners).
+    pub async fn add_member(&self, user: &UserView, id: &str, add: AddMember) -> Result<Sharing, Error> {
+        self.require(user, id, Role::Owner).await?;
+        let email = clean_email(&add.email).map_err(Error::BadRequest)?;
+        let member = self
+            .context
+            .store
+            .user_by_email(&email)
+            .await?
+            .ok_or_else(|| Error::BadRequest("no account has that email address".into()))?;
+        if member.view.id == user.id {
+            return Err(Error::BadRequest("you cannot change your own role".into()));
+        }
+        self.context.store.set_role(id, &member.view.id, add.role, None).await?;
+        self.tell(id, &member.view.id, Some(add.role)).await;
+        self.sharing(user, id).await
+    }
+
+    /// Takes a member's role away (owners; not their own).
+    pub async fn remove_member(&self, user: &UserView, id: &str, member: &str) -> Result<Sharing, Error> {
+        self.require(user, id, Role::Owner).await?;
+        if member == user.id {
+            return Err(Error::BadRequest("you cannot remove yourself".into()));
+        }
+        if !self.context.store.remove_member(id, member).await? {
+            return Err(Error::BadRequest("that user is not a member".into()));
+        }
+        self.tell(id, member, None).await;
+        self.sharing(user, id).await
+    }
+
+    /// Makes a link that grants `role` to whoever opens it (owners).
+    pub async fn create_link(&self, user: &UserView, id: &str, role: Role) -> Result<LinkView, Error> {
+        self.require(user, id, Role::Owner).await?;
+        if role == Role::Owner {
+            return Err(Error::BadRequest("a link grants the viewer or editor role".into()));
+        }
+        let token = crate::auth::new_token();
+        let mut link = self
+            .context
+            .store
+            .create_link(&new_id(), &crate::auth::digest(&token), id, role, &user.id)
+            .await?;
+        link.path = Some(format!("/s/{token}"));
+        Ok(link)
+    }
+
+    /// Revokes a link, and the roles it granted (owners).
+    pub async fn revoke_link(&self, user: &UserView, id: &str, link: &str) -> Result<Sharing, Error> {
+        self.require(user, id, Role::Owner).await?;
+        let granted = self
+            .context
+            .store
+            .revoke_link(id, link)
+            .await?
+            .ok_or_else(|| Error::BadRequest("no such link".into()))?;
+        for member in granted {
+            self.tell(id, &member, None).await;
+        }
+        self.sharing(user, id).await
+    }
+
+    /// Opens a share link: the caller gets its role (unless they already
+    /// have a higher one). Returns the document's id.
+    pub async fn redeem(&self, user: &UserView, token: &str) -> Result<String, Error> {
+        let (link, id, role) = self
+            .context
+            .store
+            .link_by_token(&crate::auth::digest(token))
+            .await?
+            .ok_or_else(|| Error::UnknownDocument("link".into()))?;
+        let current = self.context.store.role(&id, &user.id).await?;
+        if current.is_none_or(|c| c < role) {
+            self.context.store.set_role(&id, &user.id, role, Some(&link)).await?;
+            self.tell(&id, &user.id, Some(role)).await;
+        }
+        Ok(id)
+    }
+
+    /// Tells every connection of `user` on document `id` their new role.
+    async fn tell(&self, id: &str, user: &str, role: Option<Role>) {
+        self.context
+            .access
+            .publish(AccessEvent::Member {
+                document: id.to_owned(),
+                user: user.to_owned(),
+                role,
+            })
+            .await;
+    }
+
+    /// Where access changes are published.
+    pub fn access(&self) -> &Access {
+        &self.context.access
     }
 
     /// Stops every open document, each writing its last snapshot.
@@ -380,8 +533,8 @@ impl Documents {
     }
 }
 
-/// A new document id: 12 characters of `[a-z0-9]`, about 62 bits.
-fn new_id() -> String {
+/// A new id: 12 characters of `[a-z0-9]`, about 62 bits.
+pub(crate) fn new_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 12];
     getrandom::getrandom(&mut bytes).expect("the system has a random source");

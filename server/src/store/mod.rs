@@ -5,8 +5,11 @@
 //! change is acknowledged. Snapshots hold the text at some revisions, so a
 //! document loads as a snapshot plus the op log after it.
 
+mod accounts;
 mod entities;
 mod migrations;
+
+pub use accounts::UserRow;
 
 use std::time::Duration;
 
@@ -18,11 +21,11 @@ use sea_orm::{
     QueryOrder, QuerySelect, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
-use shared::api::DocumentSummary;
+use shared::api::{DocumentSummary, Role};
 use shared::{AcceptedChange, Author, ClientId, Delta, Revision, SectionPolicy, Seq, Verdict};
 
 use crate::error::Error;
-use entities::{document, op, rejected, snapshot};
+use entities::{document, member, op, rejected, share_link, snapshot};
 
 /// A rejected change, as recorded.
 #[derive(Clone, Debug)]
@@ -53,12 +56,14 @@ pub struct DocumentMeta {
 }
 
 impl DocumentMeta {
-    pub fn summary(&self) -> DocumentSummary {
+    /// The document as a caller with `role` sees it in a list.
+    pub fn summary(&self, role: Role) -> DocumentSummary {
         DocumentSummary {
             id: self.id.clone(),
             title: self.title.clone(),
             revision: self.head,
             policy: self.policy,
+            role,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -121,13 +126,15 @@ impl Store {
         }
     }
 
-    /// Creates a document at revision 0 with `text` as its first snapshot.
+    /// Creates a document at revision 0 with `text` as its first snapshot,
+    /// `owner` (a user id) its owner.
     pub async fn create_document(
         &self,
         id: &str,
         title: &str,
         policy: SectionPolicy,
         text: &str,
+        owner: &str,
     ) -> Result<DocumentMeta, Error> {
         let now = now_ms();
         let txn = self.db.begin().await?;
@@ -146,6 +153,15 @@ impl Store {
             document_id: Set(id.to_owned()),
             revision: Set(0),
             text: Set(text.to_owned()),
+            created_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        member::Entity::insert(member::ActiveModel {
+            document_id: Set(id.to_owned()),
+            user_id: Set(owner.to_owned()),
+            role: Set(Role::Owner.name().to_owned()),
+            via_link: Set(None),
             created_at: Set(now),
         })
         .exec_without_returning(&txn)
@@ -204,6 +220,14 @@ impl Store {
             .await?;
         rejected::Entity::delete_many()
             .filter(rejected::Column::DocumentId.eq(id))
+            .exec(&txn)
+            .await?;
+        member::Entity::delete_many()
+            .filter(member::Column::DocumentId.eq(id))
+            .exec(&txn)
+            .await?;
+        share_link::Entity::delete_many()
+            .filter(share_link::Column::DocumentId.eq(id))
             .exec(&txn)
             .await?;
         let deleted = document::Entity::delete_many()

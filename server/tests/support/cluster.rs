@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use shared::api::DocumentView;
 
-use super::{http, Socket};
+use super::{http_as, Account, Socket};
 
 /// A running cluster; stopped on drop.
 pub struct LocalCluster {
@@ -58,6 +58,10 @@ impl LocalCluster {
             .script(&["start"])
             .env("COLLAB_BIN", bin)
             .env("COLLAB_LEASE_MS", lease_ms.to_string())
+            // Every test client comes from 127.0.0.1, and each test user
+            // edits many documents at once.
+            .env("COLLAB_MAX_CONNECTIONS_PER_IP", "5000")
+            .env("COLLAB_MAX_CONNECTIONS_PER_USER", "200")
             .env(
                 "RUST_LOG",
                 std::env::var("COLLAB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -132,6 +136,8 @@ pub struct ClusterClient {
     pub state: ClientState,
     pub document: String,
     addr: String,
+    /// The session cookie (`collab_session=…`).
+    session: String,
     cookie: Option<String>,
     socket: Option<Socket>,
     /// Joined once already (its state holds the document).
@@ -148,7 +154,7 @@ pub struct ClusterClient {
 const UNANSWERED: Duration = Duration::from_secs(3);
 
 impl ClusterClient {
-    pub fn new(addr: &str, document: &str, id: u64) -> ClusterClient {
+    pub fn new(addr: &str, document: &str, id: u64, account: &Account) -> ClusterClient {
         let mut state = ClientState::new(
             ClientId::new(id).unwrap(),
             SectionPolicy::Line,
@@ -160,6 +166,7 @@ impl ClusterClient {
             state,
             document: document.to_owned(),
             addr: addr.to_owned(),
+            session: account.cookie.clone(),
             cookie: None,
             socket: None,
             joined: false,
@@ -194,12 +201,13 @@ impl ClusterClient {
         let mut request = format!("ws://{}/ws/d/{}", self.addr, self.document)
             .into_client_request()
             .map_err(|e| e.to_string())?;
-        if let Some(cookie) = &self.cookie {
-            request.headers_mut().insert(
-                "cookie",
-                HeaderValue::from_str(&format!("collab_node={cookie}")).unwrap(),
-            );
-        }
+        let cookies = match &self.cookie {
+            Some(node) => format!("{}; collab_node={node}", self.session),
+            None => self.session.clone(),
+        };
+        request
+            .headers_mut()
+            .insert("cookie", HeaderValue::from_str(&cookies).unwrap());
         // Longer than nginx waits on a stuck app server (5 s a try), so that
         // nginx gives up first and tries the next one.
         let (mut socket, response) =
@@ -217,7 +225,7 @@ impl ClusterClient {
             document: self.document.clone(),
             client: self.state.client(),
             revision,
-            name: Some("cluster test".into()),
+            name: None,
         };
         socket
             .send(Message::text(serde_json::to_string(&join).unwrap()))
@@ -350,7 +358,9 @@ impl ClusterClient {
                     let update = match message {
                         ServerMessage::Accepted { change } => self.state.receive(&change),
                         ServerMessage::Verdict { seq, verdict } => self.state.receive_verdict(seq, &verdict),
-                        ServerMessage::Joined { .. } => Ok(Default::default()),
+                        ServerMessage::Joined { .. } | ServerMessage::Presence { .. } | ServerMessage::Role { .. } => {
+                            Ok(Default::default())
+                        }
                         ServerMessage::Error { code, message, .. } => {
                             panic!("{}: server error {code:?}: {message}", self.document)
                         }
@@ -391,18 +401,32 @@ impl ClusterClient {
     }
 }
 
-pub async fn create_document(addr: &str, text: &str) -> String {
+/// Creates a document owned by `owner` and makes each of `editors` an editor.
+pub async fn create_document(addr: &str, owner: &Account, editors: &[Account], text: &str) -> String {
     let body = serde_json::json!({ "text": text }).to_string();
-    let (status, body) = http(addr, "POST", "/api/documents", Some(&body)).await;
+    let (status, body) = http_as(owner, addr, "POST", "/api/documents", Some(&body)).await;
     assert_eq!(status, 201, "{body}");
-    serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
         .as_str()
         .unwrap()
-        .to_owned()
+        .to_owned();
+    for editor in editors {
+        let body = serde_json::json!({ "email": editor.user.email, "role": "editor" }).to_string();
+        let (status, body) = http_as(
+            owner,
+            addr,
+            "POST",
+            &format!("/api/documents/{id}/members"),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    id
 }
 
-pub async fn view(addr: &str, id: &str) -> DocumentView {
-    let (status, body) = http(addr, "GET", &format!("/api/documents/{id}"), None).await;
+pub async fn view(addr: &str, account: &Account, id: &str) -> DocumentView {
+    let (status, body) = http_as(account, addr, "GET", &format!("/api/documents/{id}"), None).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -410,8 +434,8 @@ pub async fn view(addr: &str, id: &str) -> DocumentView {
 /// Checks one document after the run: every client has the server's text,
 /// every token is there once or in its typist's tray. Returns (tokens in
 /// the text, tray entries).
-pub async fn verify(addr: &str, clients: &mut [ClusterClient], deadline: Instant) -> (usize, usize) {
-    let view = view(addr, &clients[0].document).await;
+pub async fn verify(addr: &str, owner: &Account, clients: &mut [ClusterClient], deadline: Instant) -> (usize, usize) {
+    let view = view(addr, owner, &clients[0].document).await;
     let mut kept = 0;
     let mut trays = 0;
     for client in clients.iter_mut() {

@@ -11,9 +11,11 @@ use std::time::Duration;
 use collab::{serve, Cli, Config, Server};
 use futures_util::{SinkExt, StreamExt};
 use leptos::prelude::LeptosOptions;
+use shared::api::UserView;
 use shared::protocol::{ClientMessage, ServerMessage};
 use shared::{ClientId, ClientState, Revision, SectionPolicy, Update};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -70,12 +72,73 @@ pub fn any_port() -> SocketAddr {
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Opens a WebSocket to the server.
-pub async fn connect(addr: SocketAddr) -> Socket {
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+/// A signed-in account: its user and its session cookie (`name=value`).
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub user: UserView,
+    pub cookie: String,
+}
+
+/// Signs up `name` (email `{name}@example.test`, a fixed password).
+pub async fn sign_up(addr: &str, name: &str) -> Account {
+    let body = serde_json::json!({
+        "email": format!("{name}@example.test"),
+        "name": name,
+        "password": PASSWORD,
+    })
+    .to_string();
+    let response = request(addr, "POST", "/api/auth/sign-up", Some(&body), None, &[]).await;
+    assert_eq!(response.status, 200, "sign-up of {name}: {}", response.body);
+    let cookie = response
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    Account {
+        user: serde_json::from_str(&response.body).unwrap(),
+        cookie,
+    }
+}
+
+/// The password test accounts get.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Opens a WebSocket to the server (`/ws`) as `account`.
+pub async fn connect(addr: SocketAddr, account: &Account) -> Socket {
+    connect_to(&addr.to_string(), "/ws", Some(&account.cookie), None)
         .await
-        .unwrap();
-    socket
+        .unwrap_or_else(|status| panic!("WebSocket refused with {status}"))
+}
+
+/// Opens a WebSocket at `path` with an optional cookie and `Origin`;
+/// `Err(status)` when the handshake is refused.
+pub async fn connect_to(addr: &str, path: &str, cookie: Option<&str>, origin: Option<&str>) -> Result<Socket, u16> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    if let Some(cookie) = cookie {
+        request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    }
+    if let Some(origin) = origin {
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(error) => panic!("WebSocket to {addr}{path}: {error}"),
+    }
+}
+
+/// The code a socket is closed with (waiting at most `wait`), skipping
+/// other frames; `None` if it stays open or drops without a close frame.
+pub async fn close_code(socket: &mut Socket, wait: Duration) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
 }
 
 pub async fn send(socket: &mut Socket, message: &ClientMessage) {
@@ -96,17 +159,27 @@ pub async fn next(socket: &mut Socket, wait: Duration) -> Option<ServerMessage> 
     }
 }
 
+/// The next message that is not a presence list.
+pub async fn next_skipping_presence(socket: &mut Socket, wait: Duration) -> Option<ServerMessage> {
+    loop {
+        match next(socket, wait).await {
+            Some(ServerMessage::Presence { .. }) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// A simulated browser: the shared client state machine over a WebSocket.
 pub struct Browser {
     pub state: ClientState,
     pub socket: Option<Socket>,
     pub document: String,
-    pub name: String,
+    pub account: Account,
 }
 
 impl Browser {
-    /// Connects and joins, loading the text from the server.
-    pub async fn open(addr: SocketAddr, document: &str, id: u64, name: &str) -> Browser {
+    /// Connects and joins as `account`, loading the text from the server.
+    pub async fn open(addr: SocketAddr, document: &str, id: u64, account: &Account) -> Browser {
         let mut browser = Browser {
             state: ClientState::new(
                 ClientId::new(id).unwrap(),
@@ -116,7 +189,7 @@ impl Browser {
             ),
             socket: None,
             document: document.to_owned(),
-            name: name.to_owned(),
+            account: account.clone(),
         };
         browser.state.disconnect();
         browser.connect(addr, None).await;
@@ -126,15 +199,15 @@ impl Browser {
     /// (Re)connects: joins from our revision (or from scratch) and resends
     /// the change in flight.
     pub async fn connect(&mut self, addr: SocketAddr, revision: Option<Revision>) {
-        let mut socket = connect(addr).await;
+        let mut socket = connect(addr, &self.account).await;
         let join = ClientMessage::Join {
             document: self.document.clone(),
             client: self.state.client(),
             revision,
-            name: Some(self.name.clone()),
+            name: None,
         };
         send(&mut socket, &join).await;
-        match next(&mut socket, Duration::from_secs(10)).await {
+        match next_skipping_presence(&mut socket, Duration::from_secs(10)).await {
             Some(ServerMessage::Joined { revision, text, .. }) => {
                 if let Some(text) = text {
                     self.state.resync(revision, text).unwrap();
@@ -163,7 +236,9 @@ impl Browser {
         let update = match message {
             ServerMessage::Accepted { change } => self.state.receive(&change),
             ServerMessage::Verdict { seq, verdict } => self.state.receive_verdict(seq, &verdict),
-            ServerMessage::Joined { .. } => Ok(Update::default()),
+            ServerMessage::Joined { .. } | ServerMessage::Presence { .. } | ServerMessage::Role { .. } => {
+                Ok(Update::default())
+            }
             ServerMessage::Error { code, message, .. } => panic!("server error {code:?}: {message}"),
         };
         update.unwrap_or_else(|e| panic!("client {}: {e}", self.state.client()))
@@ -218,13 +293,48 @@ impl Browser {
     }
 }
 
-/// A minimal HTTP/1.1 request; returns the status and the body.
-pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+/// An HTTP response: status, head (lower-cased) and body.
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Response {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            (k.trim() == name).then(|| v.trim())
+        })
+    }
+}
+
+/// A minimal HTTP/1.1 request with an optional cookie and more headers.
+/// A JSON body is sent as `application/json` unless a header says otherwise.
+pub async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Response {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = body.unwrap_or("");
+    let mut extra = String::new();
+    if let Some(cookie) = cookie {
+        extra.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        extra.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        extra.push_str(&format!("{k}: {v}\r\n"));
+    }
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -233,12 +343,25 @@ pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (
     let response = String::from_utf8_lossy(&response).into_owned();
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_owned()
     };
-    (status, body)
+    Response { status, head, body }
+}
+
+/// A request without a session; returns the status and the body.
+pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let response = request(addr, method, path, body, None, &[]).await;
+    (response.status, response.body)
+}
+
+/// A request as `account`; returns the status and the body.
+pub async fn http_as(account: &Account, addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let response = request(addr, method, path, body, Some(&account.cookie), &[]).await;
+    (response.status, response.body)
 }
 
 /// `GET path` at `addr`.
@@ -259,4 +382,34 @@ fn dechunk(mut body: &str) -> String {
         body = rest[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Signs up `count` accounts named `{prefix}{i}` and gives each `role` on
+/// document `id` (owned by `owner`).
+pub async fn members(
+    server: &Server,
+    owner: &Account,
+    id: &str,
+    prefix: &str,
+    count: usize,
+    role: shared::api::Role,
+) -> Vec<Account> {
+    let mut accounts = Vec::new();
+    for i in 0..count {
+        let account = sign_up(&server.addr.to_string(), &format!("{prefix}{i}")).await;
+        server
+            .documents()
+            .add_member(
+                &owner.user,
+                id,
+                shared::api::AddMember {
+                    email: account.user.email.clone(),
+                    role,
+                },
+            )
+            .await
+            .unwrap();
+        accounts.push(account);
+    }
+    accounts
 }

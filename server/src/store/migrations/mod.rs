@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_tables;
 mod m20261127_000002_fencing;
+mod m20261127_000003_accounts;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_create_tables::Migration),
             Box::new(m20261127_000002_fencing::Migration),
+            Box::new(m20261127_000003_accounts::Migration),
         ]
     }
 }

@@ -1,0 +1,216 @@
+//! Accounts and sessions.
+//!
+//! Passwords are hashed with Argon2id (on the blocking pool: hashing takes
+//! tens of milliseconds by design). A session is a random 256-bit token in
+//! an `HttpOnly`, `SameSite=Lax` cookie (`Secure` behind HTTPS); the
+//! database keeps only its SHA-256 digest, so a leaked table opens nothing,
+//! and deleting the row revokes it. Failed sign-ins are throttled per email
+//! address and per client address.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+use shared::api::{clean_email, clean_name, SignIn, SignUp, UserView, COLORS, MIN_PASSWORD_CHARS};
+
+use crate::error::Error;
+use crate::store::{now_ms, Store};
+
+pub use shared::api::SESSION_COOKIE;
+
+/// Failed sign-ins allowed per email or address before waiting.
+const FAILURES_ALLOWED: u32 = 5;
+/// How long the failures are remembered (and the wait after too many).
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// A signed-in user, as requests carry it.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: UserView,
+    /// The digest of the session token (what revocation names).
+    pub token_hash: String,
+    /// Milliseconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// Sign-up, sign-in, sign-out and the session behind a cookie.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    session_ttl: Duration,
+    failures: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
+}
+
+/// The SHA-256 digest of a token, hex.
+pub fn digest(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new random token: 32 bytes, hex.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).expect("the system has a random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Accounts {
+    pub fn new(store: Store, session_ttl: Duration) -> Accounts {
+        Accounts {
+            store,
+            session_ttl,
+            failures: Arc::default(),
+        }
+    }
+
+    /// Creates an account and signs it in; returns the session token.
+    pub async fn sign_up(&self, form: SignUp) -> Result<(UserView, String), Error> {
+        let email = clean_email(&form.email).map_err(Error::BadRequest)?;
+        let name = clean_name(&form.name).map_err(Error::BadRequest)?;
+        if form.password.chars().count() < MIN_PASSWORD_CHARS || form.password.len() > 1024 {
+            return Err(Error::BadRequest(format!(
+                "a password has at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        let hash = hash_password(form.password).await?;
+        let id = crate::document::new_id();
+        let color = COLORS[id.bytes().map(usize::from).sum::<usize>() % COLORS.len()].to_owned();
+        let user = UserView { id, name, color, email };
+        if self.store.create_user(&user, &hash).await?.is_none() {
+            return Err(Error::BadRequest("an account with that email address exists".into()));
+        }
+        tracing::info!(user = %user.id, "account created");
+        let token = self.start_session(&user.id).await?;
+        Ok((user, token))
+    }
+
+    /// Signs in; returns the session token. `client` (an address) is
+    /// throttled along with the email address.
+    pub async fn sign_in(&self, form: SignIn, client: &str) -> Result<(UserView, String), Error> {
+        let email = form.email.trim().to_lowercase();
+        let keys = [format!("email:{email}"), format!("client:{client}")];
+        if let Some(wait) = self.throttled(&keys) {
+            return Err(Error::Throttled(wait));
+        }
+        let user = self.store.user_by_email(&email).await?;
+        // Hash even for an unknown address, so timing does not tell.
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let valid = verify_password(form.password, stored).await?;
+        match user.filter(|_| valid) {
+            Some(user) => {
+                self.clear_failures(&keys[0]);
+                let token = self.start_session(&user.view.id).await?;
+                Ok((user.view, token))
+            }
+            None => {
+                self.fail(&keys);
+                Err(Error::Unauthorized)
+            }
+        }
+    }
+
+    /// Ends a session.
+    pub async fn sign_out(&self, token: &str) -> Result<String, Error> {
+        let hash = digest(token);
+        self.store.delete_session(&hash).await?;
+        Ok(hash)
+    }
+
+    /// The session a cookie's token names, if it is live.
+    pub async fn session(&self, token: &str) -> Result<Option<Session>, Error> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        self.session_by_hash(&digest(token)).await
+    }
+
+    /// The session with this token digest, if it is live.
+    pub async fn session_by_hash(&self, token_hash: &str) -> Result<Option<Session>, Error> {
+        Ok(self
+            .store
+            .session_user(token_hash)
+            .await?
+            .map(|(user, expires_at)| Session {
+                user,
+                token_hash: token_hash.to_owned(),
+                expires_at,
+            }))
+    }
+
+    async fn start_session(&self, user_id: &str) -> Result<String, Error> {
+        let token = new_token();
+        let expires = now_ms() + self.session_ttl.as_millis() as i64;
+        self.store.create_session(&digest(&token), user_id, expires).await?;
+        Ok(token)
+    }
+
+    /// How long to wait, if any key failed too often lately.
+    fn throttled(&self, keys: &[String]) -> Option<Duration> {
+        let failures = self.failures.lock().expect("throttle lock");
+        keys.iter()
+            .filter_map(|k| failures.get(k))
+            .filter(|(count, since)| *count >= FAILURES_ALLOWED && since.elapsed() < FAILURE_WINDOW)
+            .map(|(_, since)| FAILURE_WINDOW - since.elapsed())
+            .max()
+    }
+
+    fn fail(&self, keys: &[String]) {
+        let mut failures = self.failures.lock().expect("throttle lock");
+        if failures.len() > 100_000 {
+            failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        }
+        for key in keys {
+            let entry = failures.entry(key.clone()).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= FAILURE_WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    fn clear_failures(&self, key: &str) {
+        self.failures.lock().expect("throttle lock").remove(key);
+    }
+}
+
+async fn hash_password(password: String) -> Result<String, Error> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Internal(format!("hashing: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// Checks a password against a stored hash; with no hash, spends the same
+/// time and says no.
+async fn verify_password(password: String, stored: Option<String>) -> Result<bool, Error> {
+    tokio::task::spawn_blocking(move || {
+        // A fixed hash of a random password, to spend the time anyway.
+        const DECOY: &str =
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$1b6zSi9VJdSy8cTXWzCuOLL9yh4e9ZbEG1nJ7SX3h4M";
+        let hash = stored.as_deref().unwrap_or(DECOY);
+        let parsed = PasswordHash::new(hash).map_err(|e| Error::Corrupt(format!("password hash: {e}")))?;
+        let valid = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        Ok(valid && stored.is_some())
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// The value of `name` in a `Cookie` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
