@@ -22,8 +22,11 @@ use crate::store::{now_ms, Store};
 
 pub use shared::api::SESSION_COOKIE;
 
-/// Failed sign-ins allowed per email or address before waiting.
-const FAILURES_ALLOWED: u32 = 5;
+/// Failed sign-ins allowed per account before waiting.
+const FAILURES_PER_ACCOUNT: u32 = 5;
+/// Failed sign-ins allowed per client address before waiting (higher: many
+/// people may share an address).
+const FAILURES_PER_ADDRESS: u32 = 50;
 /// How long the failures are remembered (and the wait after too many).
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -130,6 +133,22 @@ impl Accounts {
         self.session_by_hash(&digest(token)).await
     }
 
+    /// Deletes expired sessions every hour, for as long as the server runs.
+    pub fn sweep_expired(&self) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                match store.delete_expired_sessions().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sessions = n, "expired sessions deleted"),
+                    Err(error) => tracing::warn!(%error, "deleting expired sessions failed"),
+                }
+            }
+        })
+    }
+
     /// The session with this token digest, if it is live.
     pub async fn session_by_hash(&self, token_hash: &str) -> Result<Option<Session>, Error> {
         Ok(self
@@ -154,8 +173,16 @@ impl Accounts {
     fn throttled(&self, keys: &[String]) -> Option<Duration> {
         let failures = self.failures.lock().expect("throttle lock");
         keys.iter()
-            .filter_map(|k| failures.get(k))
-            .filter(|(count, since)| *count >= FAILURES_ALLOWED && since.elapsed() < FAILURE_WINDOW)
+            .filter_map(|k| failures.get(k).map(|entry| (k, entry)))
+            .filter(|(key, (count, since))| {
+                let allowed = if key.starts_with("email:") {
+                    FAILURES_PER_ACCOUNT
+                } else {
+                    FAILURES_PER_ADDRESS
+                };
+                *count >= allowed && since.elapsed() < FAILURE_WINDOW
+            })
+            .map(|(_, entry)| entry)
             .map(|(_, since)| FAILURE_WINDOW - since.elapsed())
             .max()
     }

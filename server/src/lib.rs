@@ -69,6 +69,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -79,6 +80,7 @@ impl Server {
         if let Some(heartbeat) = self.heartbeat {
             heartbeat.abort();
         }
+        self.sweeper.abort();
         let _ = self.stop.send(true);
         match tokio::time::timeout(Duration::from_secs(10), self.task).await {
             Ok(Ok(Err(error))) => tracing::error!(%error, "server stopped with an error"),
@@ -119,6 +121,7 @@ pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Serv
         None => access::Access::local(),
     };
     let accounts = auth::Accounts::new(store.clone(), config.security.session_ttl);
+    let sweeper = accounts.sweep_expired();
     let documents = Documents::new(store, config.documents.clone(), cluster, metrics.clone(), access);
     let state = AppState {
         leptos_options: leptos_options.clone(),
@@ -161,6 +164,7 @@ pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Serv
         stop,
         task,
         heartbeat,
+        sweeper,
     })
 }
 

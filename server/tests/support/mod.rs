@@ -100,6 +100,22 @@ pub async fn sign_up(addr: &str, name: &str) -> Account {
     }
 }
 
+/// Signs in again (a second session of the same account).
+pub async fn sign_in(addr: &str, email: &str) -> Account {
+    let body = serde_json::json!({ "email": email, "password": PASSWORD }).to_string();
+    let response = request(addr, "POST", "/api/auth/sign-in", Some(&body), None, &[]).await;
+    assert_eq!(response.status, 200, "sign-in of {email}: {}", response.body);
+    let cookie = response
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    Account {
+        user: serde_json::from_str(&response.body).unwrap(),
+        cookie,
+    }
+}
+
 /// The password test accounts get.
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -293,7 +309,7 @@ impl Browser {
     }
 }
 
-/// An HTTP response: status, head (lower-cased) and body.
+/// An HTTP response: status, head and body.
 pub struct Response {
     pub status: u16,
     pub head: String,
@@ -305,7 +321,7 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().find_map(|line| {
             let (k, v) = line.split_once(':')?;
-            (k.trim() == name).then(|| v.trim())
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
         })
     }
 }
@@ -343,13 +359,16 @@ pub async fn request(
     let response = String::from_utf8_lossy(&response).into_owned();
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let head = head.to_ascii_lowercase();
-    let body = if head.contains("transfer-encoding: chunked") {
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_owned()
     };
-    Response { status, head, body }
+    Response {
+        status,
+        head: head.to_owned(),
+        body,
+    }
 }
 
 /// A request without a session; returns the status and the body.
