@@ -1,7 +1,19 @@
-import { test, expect } from "@playwright/test";
-import { caretAt, newDocument, openEditor, serverText, typeAtEndOfLine, withValve } from "./helpers";
+import {
+  caretAt,
+  expect,
+  newDocument,
+  newUser,
+  openEditor,
+  serverText,
+  share,
+  signUp,
+  test,
+  typeAtEndOfLine,
+  withValve,
+} from "./helpers";
 
 test("the editor page is server-rendered with the document's text", async ({ request }) => {
+  await signUp(request, "Owner");
   const text = "\nstarts with a newline\n<b>not bold</b> & </textarea><script>window.pwned = 1</script>\n";
   const id = await newDocument(request, text);
   const html = await (await request.get(`/d/${id}`)).text();
@@ -11,13 +23,18 @@ test("the editor page is server-rendered with the document's text", async ({ req
   expect(html).not.toContain("<script>window.pwned");
 });
 
-test("typing propagates live between three browsers", async ({ browser, request }) => {
+test("typing propagates live between three browsers", async ({ browser }) => {
+  const users = await Promise.all(["Ana", "Ben", "Cy"].map((name) => newUser(browser, name)));
+  const request = users[0].context.request;
   const id = await newDocument(request, "one\ntwo\nthree\n");
-  const contexts = await Promise.all([0, 1, 2].map(() => browser.newContext()));
-  const [a, b, c] = await Promise.all(contexts.map((context) => context.newPage()));
-  await openEditor(a, id, "Ana");
-  await openEditor(b, id, "Ben");
-  await openEditor(c, id, "Cy");
+  for (const other of users.slice(1)) await share(request, id, other.user.email);
+  const contexts = users.map((u) => u.context);
+  const [a, b, c] = users.map((u) => u.page);
+  await openEditor(a, id);
+  await openEditor(b, id);
+  await openEditor(c, id);
+  // Everyone sees who is here, by account name.
+  for (const page of [a, b, c]) await expect(page.getByTestId("peer")).toHaveText(["Ana", "Ben", "Cy"]);
 
   await typeAtEndOfLine(a, 0, " (Ana)");
   await typeAtEndOfLine(b, 1, " (Ben)");
@@ -40,14 +57,15 @@ test("typing propagates live between three browsers", async ({ browser, request 
   await Promise.all(contexts.map((context) => context.close()));
 });
 
-test("a same-line conflict: the first edit stands, the other is restored and kept", async ({ browser, request }) => {
+test("a same-line conflict: the first edit stands, the other is restored and kept", async ({ browser }) => {
+  const { context: ana, page: a } = await newUser(browser, "Ana");
+  const { context: ben, page: b, user: benUser } = await newUser(browser, "Ben");
+  const request = ana.request;
   const id = await newDocument(request, "first line\nsecond line\n");
-  const [ana, ben] = await Promise.all([browser.newContext(), browser.newContext()]);
-  const a = await ana.newPage();
-  const b = await ben.newPage();
+  await share(request, id, benUser.email);
   const valve = await withValve(b);
-  await openEditor(a, id, "Ana");
-  await openEditor(b, id, "Ben");
+  await openEditor(a, id);
+  await openEditor(b, id);
 
   // Ben does not hear from the server for a moment: both edit line 1 at once.
   valve.hold();
@@ -94,8 +112,9 @@ test("a same-line conflict: the first edit stands, the other is restored and kep
   await ben.close();
 });
 
-test("unsynced text shows a badge and a warning before closing the tab", async ({ page, request }) => {
-  const id = await newDocument(request, "offline\n");
+test("unsynced text shows a badge and a warning before closing the tab", async ({ page }) => {
+  await signUp(page.request, "Solo");
+  const id = await newDocument(page.request, "offline\n");
   // A socket that never reaches the server: nothing can be acknowledged.
   await page.routeWebSocket(/\/ws(\/d\/[a-z0-9]+)?$/, () => {});
   await page.goto(`/d/${id}`);

@@ -1,4 +1,4 @@
-import { test, expect } from "@playwright/test";
+import { expect, signUp, test } from "./helpers";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -28,7 +28,8 @@ async function freeBase(count: number): Promise<number> {
   throw new Error("no free ports");
 }
 
-test("a browser keeps typing across the failover of its app server", async ({ page, request, context }) => {
+test("a browser keeps typing across the failover of its app server", async ({ page, context }) => {
+  const request = page.request;
   test.setTimeout(150_000);
   const port = await freeBase(6);
   const dir = mkdtempSync(join(tmpdir(), "collab-e2e-cluster-"));
@@ -45,6 +46,7 @@ test("a browser keeps typing across the failover of its app server", async ({ pa
   cluster("start");
   try {
     const base = `http://127.0.0.1:${port}`;
+    await signUp(request, "Typist", base);
     const created = await request.post(`${base}/api/documents`, { data: { title: "Failover", text: "" } });
     const id = (await created.json()).id;
     await page.goto(`${base}/d/${id}`);

@@ -165,7 +165,9 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
     set(header::CONTENT_SECURITY_POLICY, API_CSP);
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::X_FRAME_OPTIONS, "DENY");
-    set(header::REFERRER_POLICY, "no-referrer");
+    // Not "no-referrer": with it, browsers send `Origin: null` on same-origin
+    // form posts, which the CSRF check must refuse.
+    set(header::REFERRER_POLICY, "same-origin");
     set(HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
     set(HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
     set(

@@ -804,7 +804,7 @@ async fn accounts_cookies_throttling_and_headers() {
     for (header, value) in [
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
     ] {
         assert_eq!(page.header(header), Some(value), "{header}");
     }
