@@ -15,9 +15,10 @@ use collab::store::Store;
 use collab::{serve, Cli, Config};
 use futures_util::{SinkExt, StreamExt};
 use leptos::prelude::LeptosOptions;
-use shared::api::NewDocument;
+use shared::api::{NewDocument, SignUp, UserView};
 use shared::protocol::{ClientMessage, ServerMessage};
 use shared::{AcceptedChange, Author, ClientId, ClientState, Delta, Revision, SectionPolicy, Seq};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -35,6 +36,19 @@ fn rss_bytes() -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// Signs up a user; returns it and its session token.
+async fn user(server: &collab::Server, name: &str) -> (UserView, String) {
+    server
+        .accounts()
+        .sign_up(SignUp {
+            email: format!("{name}@bench.example"),
+            name: name.to_owned(),
+            password: "correct horse battery".to_owned(),
+        })
+        .await
+        .unwrap()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -74,9 +88,10 @@ async fn latency() {
     let dir = temp_dir("latency");
     let server = start(&dir).await;
     let text: String = (0..CLIENTS).map(|i| format!("line {i}\n")).collect();
+    let (owner, token) = user(&server, "typist").await;
     let doc = server
         .documents()
-        .create(NewDocument {
+        .create(&owner, NewDocument {
             text: Some(text),
             ..Default::default()
         })
@@ -87,8 +102,13 @@ async fn latency() {
     let mut tasks = Vec::new();
     for i in 0..CLIENTS {
         let (addr, id, typed, seen) = (server.addr, doc.id.clone(), typed.clone(), seen.clone());
+        let token = token.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+            let mut request = format!("ws://{addr}/ws/d/{id}").into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("cookie", format!("{}={token}", shared::api::SESSION_COOKIE).parse().unwrap());
+            let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
             let join = ClientMessage::Join {
                 document: id,
                 client: ClientId::new(1000 + i as u64).unwrap(),
@@ -138,6 +158,7 @@ async fn latency() {
                                 state.as_mut().unwrap().receive_verdict(seq, &verdict).unwrap();
                             }
                             ServerMessage::Error { message, .. } => panic!("{message}"),
+                            ServerMessage::Presence { .. } | ServerMessage::Role { .. } => {}
                         }
                     }
                     _ = tokio::time::sleep(Duration::from_millis(1500)), if Instant::now() > end => break,
@@ -176,15 +197,19 @@ async fn idle_memory() {
     let dir = temp_dir("memory");
     let server = start(&dir).await;
     let documents = server.documents();
+    let (owner, _) = user(&server, "owner").await;
     let text = "a line of an idle document\n".repeat(38);
     let mut ids = Vec::new();
     for _ in 0..DOCUMENTS {
         ids.push(
             documents
-                .create(NewDocument {
+                .create(
+                    &owner,
+                    NewDocument {
                     text: Some(text.clone()),
                     ..Default::default()
-                })
+                },
+                )
                 .await
                 .unwrap()
                 .id,
@@ -192,11 +217,11 @@ async fn idle_memory() {
     }
     // Warm up the allocator and the database pool with a few loads first.
     for id in ids.iter().take(10) {
-        documents.view(id).await.unwrap();
+        documents.view(&owner, id).await.unwrap();
     }
     let before = rss_bytes();
     for id in &ids[10..] {
-        documents.view(id).await.unwrap();
+        documents.view(&owner, id).await.unwrap();
     }
     let after = rss_bytes();
     println!(
@@ -217,8 +242,15 @@ async fn appends() {
     let store = Store::connect(&format!("sqlite://{}", dir.join("collab.db").display()))
         .await
         .unwrap();
+    let owner = UserView {
+        id: "bench".into(),
+        name: "bench".into(),
+        color: shared::api::COLORS[0].into(),
+        email: "bench@bench.example".into(),
+    };
+    store.create_user(&owner, "-").await.unwrap();
     store
-        .create_document("d", "bench", SectionPolicy::Line, "")
+        .create_document("d", "bench", SectionPolicy::Line, "", &owner.id)
         .await
         .unwrap();
     let change = |revision: u64| AcceptedChange {

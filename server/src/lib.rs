@@ -66,6 +66,7 @@ pub struct Server {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
     documents: Documents,
+    accounts: auth::Accounts,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
@@ -92,6 +93,11 @@ impl Server {
     /// The documents (for tests and tools).
     pub fn documents(&self) -> &Documents {
         &self.documents
+    }
+
+    /// The accounts (for tests and tools: sign up without HTTP).
+    pub fn accounts(&self) -> &auth::Accounts {
+        &self.accounts
     }
 }
 
@@ -131,7 +137,7 @@ pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Serv
         metrics,
         limits: Arc::default(),
     };
-    let backend = backend::shared(documents.clone(), accounts);
+    let backend = backend::shared(documents.clone(), accounts.clone());
     let routes = generate_route_list(App);
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -161,6 +167,7 @@ pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Serv
     Ok(Server {
         addr,
         documents,
+        accounts,
         stop,
         task,
         heartbeat,
