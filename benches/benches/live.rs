@@ -91,10 +91,13 @@ async fn latency() {
     let (owner, token) = user(&server, "typist").await;
     let doc = server
         .documents()
-        .create(&owner, NewDocument {
-            text: Some(text),
-            ..Default::default()
-        })
+        .create(
+            &owner,
+            NewDocument {
+                text: Some(text),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let typed: Arc<Mutex<HashMap<char, Instant>>> = Arc::default();
@@ -206,9 +209,9 @@ async fn idle_memory() {
                 .create(
                     &owner,
                     NewDocument {
-                    text: Some(text.clone()),
-                    ..Default::default()
-                },
+                        text: Some(text.clone()),
+                        ..Default::default()
+                    },
                 )
                 .await
                 .unwrap()

@@ -157,6 +157,13 @@ pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Serv
 
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
+        // Keystrokes are small frames: send each at once, never held back
+        // waiting for the previous one's acknowledgement (Nagle).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;

@@ -80,9 +80,18 @@ pub async fn upgrade(
         Err(response) => return response,
     };
     let limit = state.config.max_message_bytes;
+    sized(ws, limit).on_upgrade(move |socket| connection(socket, state, caller, None))
+}
+
+/// A connection's limits and buffers. Editing frames are small: a read
+/// buffer of a few KiB (not tungstenite's 128 KiB) keeps ten thousand idle
+/// connections in tens of MiB; larger frames are read in several steps.
+/// Frames written are gathered (up to 64 KiB) until the writer flushes.
+fn sized(ws: WebSocketUpgrade, limit: usize) -> WebSocketUpgrade {
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| connection(socket, state, caller, None))
+        .read_buffer_size(4096)
+        .write_buffer_size(64 * 1024)
 }
 
 /// The cookie nginx routes a document's connections by: the node serving it.
@@ -113,7 +122,7 @@ pub async fn upgrade_document(
         return error.into_response();
     }
     let limit = state.config.max_message_bytes;
-    let ws = ws.max_message_size(limit).max_frame_size(limit);
+    let ws = sized(ws, limit);
     let (node, moved) = match state.documents.route(&document).await {
         Ok(Route::Here(_)) => (state.documents.cluster().map(|c| c.node().to_owned()), false),
         Ok(Route::Elsewhere { node, .. }) => {
@@ -184,18 +193,31 @@ fn spawn_writer(
                     continue;
                 }
             };
-            let message = match out {
-                Outbound::Frame(text) => Message::Text(text),
-                Outbound::Close(code, reason) => {
-                    let close = CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(close))).await;
+            // Everything queued goes out in one write: under load a busy
+            // document's frames pile up, and each write is a system call.
+            let mut next = Some(out);
+            let mut closing = false;
+            let mut failed = false;
+            while let Some(out) = next.take() {
+                let message = match out {
+                    Outbound::Frame(text) => Message::Text(text),
+                    Outbound::Close(code, reason) => {
+                        closing = true;
+                        Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        }))
+                    }
+                };
+                if sink.feed(message).await.is_err() {
+                    failed = true;
                     break;
                 }
-            };
-            if sink.send(message).await.is_err() {
+                if !closing {
+                    next = queue.try_recv().ok();
+                }
+            }
+            if failed || sink.flush().await.is_err() || closing {
                 break;
             }
         }

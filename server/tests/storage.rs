@@ -138,6 +138,72 @@ async fn queries(store: &Store) {
     assert!(store.document("doc1").await.unwrap().is_none());
 }
 
+/// Many documents appending at once (on SQLite they share commits): each
+/// append is checked on its own, so a stale owner's append fails alone.
+async fn concurrent_appends(store: &Store) {
+    const DOCUMENTS: usize = 40;
+    let mut fences = Vec::new();
+    for i in 0..DOCUMENTS {
+        let id = format!("busy{i}");
+        store
+            .create_document(&id, "Busy", SectionPolicy::Line, "", "u1")
+            .await
+            .unwrap();
+        fences.push(store.take_fence(&id).await.unwrap());
+    }
+    // Document 0 gets a newer owner: its old fence is stale.
+    store.take_fence("busy0").await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, fence) in fences.into_iter().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("busy{i}");
+            let mut results = Vec::new();
+            for revision in 1..=20u64 {
+                let change = accepted(
+                    revision,
+                    Delta::splice(revision as usize - 1, revision as usize - 1, 0, "x").unwrap(),
+                );
+                results.push(store.append(&id, fence, &[&change], &[]).await);
+                if revision % 5 == 0 {
+                    let text = "x".repeat(revision as usize);
+                    store
+                        .save_snapshot(&id, Revision(revision), &text, Revision(revision))
+                        .await
+                        .unwrap();
+                }
+            }
+            results
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let results = task.await.unwrap();
+        let id = format!("busy{i}");
+        if i == 0 {
+            assert!(
+                results.iter().all(|r| matches!(r, Err(Error::Fenced(_)))),
+                "{results:?}"
+            );
+            assert!(store.ops_after(&id, Revision(0), 100).await.unwrap().is_empty());
+            continue;
+        }
+        assert!(results.iter().all(Result::is_ok), "{id}: {results:?}");
+        let ops = store.ops_after(&id, Revision(0), 100).await.unwrap();
+        assert_eq!(ops.len(), 20, "{id}");
+        assert!(ops
+            .iter()
+            .enumerate()
+            .all(|(n, op)| op.revision == Revision(n as u64 + 1)));
+        assert_eq!(store.document(&id).await.unwrap().unwrap().head, Revision(20));
+        assert_eq!(
+            store.snapshot_at_or_before(&id, Revision(20)).await.unwrap(),
+            Some((Revision(20), "x".repeat(20)))
+        );
+        // Older snapshots were pruned: nothing before revision 20 is kept.
+        assert_eq!(store.snapshot_at_or_before(&id, Revision(19)).await.unwrap(), None);
+    }
+}
+
 fn user(id: &str) -> UserView {
     UserView {
         id: id.into(),
@@ -333,6 +399,7 @@ async fn sqlite_store() {
     assert_eq!(store.backend(), "sqlite");
     queries(&store).await;
     account_queries(&store).await;
+    concurrent_appends(&store).await;
     replay(&dir.sqlite_url()).await;
 }
 
@@ -357,6 +424,7 @@ async fn postgres_store() {
     assert_eq!(store.backend(), "postgres");
     queries(&store).await;
     account_queries(&store).await;
+    concurrent_appends(&store).await;
     replay(&url).await;
     drop(store);
     let _ = admin

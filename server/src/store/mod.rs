@@ -6,6 +6,7 @@
 //! document loads as a snapshot plus the op log after it.
 
 mod accounts;
+mod committer;
 mod entities;
 mod migrations;
 
@@ -17,8 +18,8 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use shared::api::{DocumentSummary, Role};
@@ -74,6 +75,8 @@ impl DocumentMeta {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite's single writer for appends and snapshots (group commit).
+    committer: Option<committer::Committer>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -109,7 +112,12 @@ impl Store {
         });
         let db = Database::connect(options).await?;
         migrations::Migrator::up(&db, None).await?;
-        Ok(Store { db })
+        // SQLite has one writer at a time: many document actors committing
+        // on their own would queue on its lock (and sleep in its busy
+        // handler). One task commits everyone's writes together instead.
+        let committer =
+            (db.get_database_backend() == DbBackend::Sqlite).then(|| committer::Committer::start(db.clone()));
+        Ok(Store { db, committer })
     }
 
     /// True when the database answers.
@@ -335,48 +343,18 @@ impl Store {
         if accepted.is_empty() && rejected.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        if let Some(committer) = &self.committer {
+            let write = committer::Write::Append {
+                id: id.to_owned(),
+                fence,
+                accepted: accepted.iter().map(|c| (*c).clone()).collect(),
+                rejected: rejected.to_vec(),
+            };
+            return committer.write(write).await;
+        }
         let txn = self.db.begin().await?;
-        // The row update comes first: it takes the row's lock, so concurrent
-        // appenders queue behind each other, and it checks the fence.
-        let mut check = document::Entity::update_many()
-            .col_expr(document::Column::UpdatedAt, now.into())
-            .filter(document::Column::Id.eq(id))
-            .filter(document::Column::Fence.eq(fence.0));
-        if let (Some(first), Some(last)) = (accepted.first(), accepted.last()) {
-            check = check
-                .col_expr(document::Column::HeadRevision, (last.revision.0 as i64).into())
-                .filter(document::Column::HeadRevision.eq(first.revision.0 as i64 - 1));
-        }
-        if check.exec(&txn).await?.rows_affected != 1 {
+        if !append_in(&txn, id, fence, accepted, rejected).await? {
             return Err(Error::Fenced(id.to_owned()));
-        }
-        if !accepted.is_empty() {
-            let rows = accepted.iter().map(|c| op::ActiveModel {
-                document_id: Set(id.to_owned()),
-                revision: Set(c.revision.0 as i64),
-                client_id: Set(c.client.get() as i64),
-                seq: Set(c.seq.0 as i64),
-                author: Set(c.author.name().to_owned()),
-                delta: Set(serde_json::to_string(&c.delta).expect("deltas serialize")),
-                created_at: Set(now),
-            });
-            op::Entity::insert_many(rows).exec_without_returning(&txn).await?;
-        }
-        if !rejected.is_empty() {
-            let rows = rejected.iter().map(|r| rejected::ActiveModel {
-                document_id: Set(id.to_owned()),
-                client_id: Set(r.client.get() as i64),
-                seq: Set(r.seq.0 as i64),
-                base_revision: Set(r.base.0 as i64),
-                revision: Set(r.revision.0 as i64),
-                author: Set(r.author.name().to_owned()),
-                delta: Set(serde_json::to_string(&r.delta).expect("deltas serialize")),
-                verdict: Set(serde_json::to_string(&r.verdict).expect("verdicts serialize")),
-                created_at: Set(now),
-                ..Default::default()
-            });
-            rejected::Entity::insert_many(rows).exec_without_returning(&txn).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -427,37 +405,135 @@ impl Store {
         text: &str,
         keep_from: Revision,
     ) -> Result<(), Error> {
-        snapshot::Entity::insert(snapshot::ActiveModel {
-            document_id: Set(id.to_owned()),
-            revision: Set(revision.0 as i64),
-            text: Set(text.to_owned()),
-            created_at: Set(now_ms()),
-        })
-        .on_conflict(
-            OnConflict::columns([snapshot::Column::DocumentId, snapshot::Column::Revision])
-                .update_column(snapshot::Column::Text)
-                .to_owned(),
-        )
-        .exec_without_returning(&self.db)
-        .await?;
-        let anchor: Option<i64> = snapshot::Entity::find()
-            .select_only()
-            .column(snapshot::Column::Revision)
-            .filter(snapshot::Column::DocumentId.eq(id))
-            .filter(snapshot::Column::Revision.lte(keep_from.0 as i64))
-            .order_by_desc(snapshot::Column::Revision)
-            .into_tuple()
-            .one(&self.db)
-            .await?;
-        if let Some(anchor) = anchor {
-            snapshot::Entity::delete_many()
-                .filter(snapshot::Column::DocumentId.eq(id))
-                .filter(snapshot::Column::Revision.lt(anchor))
-                .exec(&self.db)
-                .await?;
+        if let Some(committer) = &self.committer {
+            let write = committer::Write::Snapshot {
+                id: id.to_owned(),
+                revision,
+                text: text.to_owned(),
+                keep_from,
+            };
+            return committer.write(write).await;
         }
+        let txn = self.db.begin().await?;
+        snapshot_in(&txn, id, revision, text, keep_from).await?;
+        txn.commit().await?;
         Ok(())
     }
+}
+
+/// The op log append of [`Store::append`], inside the caller's transaction.
+/// False (and nothing written) when the fence or the head does not match.
+async fn append_in<C: ConnectionTrait>(
+    txn: &C,
+    id: &str,
+    fence: Fence,
+    accepted: &[&AcceptedChange],
+    rejected: &[RejectedChange],
+) -> Result<bool, Error> {
+    let now = now_ms();
+    // The row update comes first: it takes the row's lock, so concurrent
+    // appenders queue behind each other, and it checks the fence.
+    let mut check = document::Entity::update_many()
+        .col_expr(document::Column::UpdatedAt, now.into())
+        .filter(document::Column::Id.eq(id))
+        .filter(document::Column::Fence.eq(fence.0));
+    if let (Some(first), Some(last)) = (accepted.first(), accepted.last()) {
+        check = check
+            .col_expr(document::Column::HeadRevision, (last.revision.0 as i64).into())
+            .filter(document::Column::HeadRevision.eq(first.revision.0 as i64 - 1));
+    }
+    if check.exec(txn).await?.rows_affected != 1 {
+        return Ok(false);
+    }
+    if !accepted.is_empty() {
+        op::Entity::insert_many(op_rows(id, accepted.iter().copied(), now))
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !rejected.is_empty() {
+        rejected::Entity::insert_many(rejected_rows(id, rejected, now))
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(true)
+}
+
+/// Op log rows for accepted changes of document `id`.
+fn op_rows<'a>(
+    id: &'a str,
+    accepted: impl Iterator<Item = &'a AcceptedChange> + 'a,
+    now: i64,
+) -> impl Iterator<Item = op::ActiveModel> + 'a {
+    accepted.map(move |c| op::ActiveModel {
+        document_id: Set(id.to_owned()),
+        revision: Set(c.revision.0 as i64),
+        client_id: Set(c.client.get() as i64),
+        seq: Set(c.seq.0 as i64),
+        author: Set(c.author.name().to_owned()),
+        delta: Set(serde_json::to_string(&c.delta).expect("deltas serialize")),
+        created_at: Set(now),
+    })
+}
+
+/// Rows recording rejected changes of document `id`.
+fn rejected_rows<'a>(
+    id: &'a str,
+    rejected: &'a [RejectedChange],
+    now: i64,
+) -> impl Iterator<Item = rejected::ActiveModel> + 'a {
+    rejected.iter().map(move |r| rejected::ActiveModel {
+        document_id: Set(id.to_owned()),
+        client_id: Set(r.client.get() as i64),
+        seq: Set(r.seq.0 as i64),
+        base_revision: Set(r.base.0 as i64),
+        revision: Set(r.revision.0 as i64),
+        author: Set(r.author.name().to_owned()),
+        delta: Set(serde_json::to_string(&r.delta).expect("deltas serialize")),
+        verdict: Set(serde_json::to_string(&r.verdict).expect("verdicts serialize")),
+        created_at: Set(now),
+        ..Default::default()
+    })
+}
+
+/// The snapshot write of [`Store::save_snapshot`], inside the caller's
+/// transaction.
+async fn snapshot_in<C: ConnectionTrait>(
+    txn: &C,
+    id: &str,
+    revision: Revision,
+    text: &str,
+    keep_from: Revision,
+) -> Result<(), Error> {
+    snapshot::Entity::insert(snapshot::ActiveModel {
+        document_id: Set(id.to_owned()),
+        revision: Set(revision.0 as i64),
+        text: Set(text.to_owned()),
+        created_at: Set(now_ms()),
+    })
+    .on_conflict(
+        OnConflict::columns([snapshot::Column::DocumentId, snapshot::Column::Revision])
+            .update_column(snapshot::Column::Text)
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    let anchor: Option<i64> = snapshot::Entity::find()
+        .select_only()
+        .column(snapshot::Column::Revision)
+        .filter(snapshot::Column::DocumentId.eq(id))
+        .filter(snapshot::Column::Revision.lte(keep_from.0 as i64))
+        .order_by_desc(snapshot::Column::Revision)
+        .into_tuple()
+        .one(txn)
+        .await?;
+    if let Some(anchor) = anchor {
+        snapshot::Entity::delete_many()
+            .filter(snapshot::Column::DocumentId.eq(id))
+            .filter(snapshot::Column::Revision.lt(anchor))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
 }
 
 fn meta(row: document::Model) -> Result<DocumentMeta, Error> {

@@ -1,0 +1,361 @@
+//! One editor: a signed-in client on its own WebSocket, typing trace text
+//! at the end of its own line at a steady rate, driven by the same
+//! `ClientState` the browser runs. It reconnects (following the cluster's
+//! moved close) and resends what was not acknowledged, as the browser does.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use shared::protocol::{close, ClientMessage, ServerMessage};
+use shared::{Bias, ClientId, ClientState, Delta, Revision, Verdict};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Counters of the whole run, read at the edges of a measured window.
+#[derive(Default)]
+pub struct Stats {
+    pub keystrokes: AtomicU64,
+    pub changes_sent: AtomicU64,
+    /// Frames the server sent to the editors.
+    pub messages_in: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub errors: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Keystroke-to-other-editor latencies, in microseconds.
+    pub latencies: Mutex<Vec<u32>>,
+}
+
+/// What the editors of a run share.
+pub struct Run {
+    pub ws_base: String,
+    pub stats: Stats,
+    /// Editors type while this is true.
+    pub typing: AtomicBool,
+    /// Becomes true when editors should report and hang up.
+    pub finish: watch::Receiver<bool>,
+    /// The first error messages, for the report.
+    pub error_samples: Mutex<Vec<String>>,
+}
+
+impl Run {
+    pub fn error(&self, message: String) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        let mut samples = self.error_samples.lock().expect("samples");
+        if samples.len() < 10 {
+            samples.push(message);
+        }
+    }
+}
+
+/// One document of the run: when each change was typed, until every other
+/// editor has received it.
+pub struct DocumentRun {
+    pub id: String,
+    pub editors: usize,
+    sent: Mutex<HashMap<(u64, u64), (Instant, usize)>>,
+}
+
+impl DocumentRun {
+    pub fn new(id: String, editors: usize) -> DocumentRun {
+        DocumentRun {
+            id,
+            editors,
+            sent: Mutex::default(),
+        }
+    }
+}
+
+/// What the run controller watches to tell when typing has settled.
+#[derive(Default)]
+pub struct Status {
+    pub idle: AtomicBool,
+    pub revision: AtomicU64,
+}
+
+/// One editor's settings.
+pub struct Editor {
+    pub client: ClientId,
+    /// Index of the editor in its document (its line).
+    pub line: usize,
+    pub cookie: String,
+    pub text: Arc<Vec<char>>,
+    pub offset: usize,
+    pub period: Duration,
+    pub phase: Duration,
+}
+
+/// What an editor ends with.
+pub struct Report {
+    pub client: u64,
+    pub acknowledged: Vec<u64>,
+    pub typed: u64,
+    pub unsynced: bool,
+    pub text: Option<String>,
+}
+
+/// Where editor `line` types: the end of its own line.
+pub fn line_end(text: &str, line: usize) -> usize {
+    let mut pos = 0;
+    for (i, l) in text.split('\n').enumerate() {
+        let len = l.chars().count();
+        if i == line {
+            return pos + len;
+        }
+        pos += len + 1;
+    }
+    pos.saturating_sub(1)
+}
+
+/// Runs an editor until the run finishes.
+pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: Arc<Status>) -> Report {
+    let mut state: Option<ClientState> = None;
+    let mut node_cookie: Option<String> = None;
+    let mut cursor = 0usize;
+    let mut typed = 0u64;
+    let mut pending: VecDeque<Instant> = VecDeque::new();
+    let mut acknowledged = Vec::new();
+    let mut backoff = Duration::from_millis(100);
+    let mut fresh = false;
+    let mut finish = run.finish.clone();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + editor.phase, editor.period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let url = format!("{}/ws/d/{}", run.ws_base, doc.id);
+    'connection: loop {
+        if *finish.borrow() {
+            break;
+        }
+        let mut request = url.clone().into_client_request().expect("a valid URL");
+        let mut cookies = editor.cookie.clone();
+        if let Some(node) = &node_cookie {
+            cookies.push_str("; ");
+            cookies.push_str(node);
+        }
+        request.headers_mut().insert("cookie", cookies.parse().expect("cookie"));
+        let socket = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+            Ok((socket, response)) => {
+                for value in response.headers().get_all("set-cookie") {
+                    if let Some(pair) = value.to_str().ok().and_then(|v| v.split(';').next()) {
+                        if pair.starts_with("collab_node=") {
+                            node_cookie = Some(pair.to_owned());
+                        }
+                    }
+                }
+                socket
+            }
+            Err(error) => {
+                run.error(format!("connect: {error}"));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let (mut tx, mut rx) = socket.split();
+        let join = ClientMessage::Join {
+            document: doc.id.clone(),
+            client: editor.client,
+            revision: if fresh {
+                None
+            } else {
+                state.as_ref().map(|s| s.revision())
+            },
+            name: None,
+        };
+        fresh = false;
+        let mut outbox = vec![join];
+        if let Some(change) = state.as_mut().and_then(|s| s.reconnect()) {
+            outbox.push(ClientMessage::Submit { change });
+        }
+        for message in outbox {
+            if tx
+                .send(Message::text(serde_json::to_string(&message).expect("json")))
+                .await
+                .is_err()
+            {
+                continue 'connection;
+            }
+        }
+        loop {
+            let typing = run.typing.load(Ordering::Relaxed);
+            tokio::select! {
+                _ = tick.tick(), if typing && state.is_some() => {
+                    let s = state.as_mut().expect("joined");
+                    let ch = editor.text[(editor.offset + typed as usize) % editor.text.len()];
+                    let len = shared::text::char_count(s.text());
+                    cursor = cursor.min(len);
+                    let delta = Delta::splice(len, cursor, 0, ch.encode_utf8(&mut [0; 4])).expect("in range");
+                    if let Err(error) = s.edit(delta) {
+                        run.error(format!("edit: {error}"));
+                        continue;
+                    }
+                    cursor += 1;
+                    typed += 1;
+                    pending.push_back(Instant::now());
+                    run.stats.keystrokes.fetch_add(1, Ordering::Relaxed);
+                }
+                frame = rx.next() => {
+                    let text = match frame {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Close(frame))) => {
+                            let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+                            if code != close::MOVED {
+                                run.error(format!("closed with {code}"));
+                            }
+                            break;
+                        }
+                        Some(Ok(_)) => continue,
+                        Some(Err(error)) => {
+                            if !*finish.borrow() {
+                                run.error(format!("socket: {error}"));
+                            }
+                            break;
+                        }
+                        None => break,
+                    };
+                    run.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                    let message: ServerMessage = match serde_json::from_str(text.as_str()) {
+                        Ok(message) => message,
+                        Err(error) => {
+                            run.error(format!("unreadable frame: {error}"));
+                            continue;
+                        }
+                    };
+                    let update = match message {
+                        ServerMessage::Joined { revision, text, policy, .. } => {
+                            backoff = Duration::from_millis(100);
+                            match (state.as_mut(), text) {
+                                (None, Some(text)) => {
+                                    cursor = line_end(&text, editor.line);
+                                    state = Some(ClientState::new(editor.client, policy, revision, text));
+                                    None
+                                }
+                                (Some(s), Some(text)) => {
+                                    cursor = line_end(&text, editor.line);
+                                    s.resync(revision, text).map_err(|e| e.to_string())
+                                        .map(Some)
+                                        .unwrap_or_else(|e| { run.error(format!("resync: {e}")); None })
+                                }
+                                _ => None,
+                            }
+                        }
+                        ServerMessage::Accepted { change } => {
+                            let Some(s) = state.as_mut() else { continue };
+                            if change.client != editor.client {
+                                let key = (change.client.get(), change.seq.0);
+                                let mut sent = doc.sent.lock().expect("sent");
+                                if let Some((at, left)) = sent.get_mut(&key) {
+                                    let micros = at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                                    *left -= 1;
+                                    if *left == 0 {
+                                        sent.remove(&key);
+                                    }
+                                    drop(sent);
+                                    run.stats.latencies.lock().expect("latencies").push(micros);
+                                }
+                            }
+                            let seq = s.in_flight();
+                            match s.receive(&change) {
+                                Ok(update) => {
+                                    if update.acknowledged.is_some() {
+                                        if let Some(seq) = seq {
+                                            acknowledged.push(seq.0);
+                                            run.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                    Some(update)
+                                }
+                                Err(error) => {
+                                    run.error(format!("receive: {error}"));
+                                    None
+                                }
+                            }
+                        }
+                        ServerMessage::Verdict { seq, verdict } => {
+                            let Some(s) = state.as_mut() else { continue };
+                            match &verdict {
+                                Verdict::Accepted { .. } => {
+                                    acknowledged.push(seq.0);
+                                    run.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Verdict::Rejected { .. } => {
+                                    run.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Verdict::Resync { .. } => fresh = true,
+                            }
+                            match s.receive_verdict(seq, &verdict) {
+                                Ok(update) => Some(update),
+                                Err(error) => {
+                                    run.error(format!("verdict: {error}"));
+                                    None
+                                }
+                            }
+                        }
+                        ServerMessage::Error { code, message, .. } => {
+                            run.error(format!("{code:?}: {message}"));
+                            // The change was not applied: resend it over a new connection.
+                            break;
+                        }
+                        ServerMessage::Presence { .. } | ServerMessage::Role { .. } => None,
+                    };
+                    if let Some(local) = update.and_then(|u| u.local) {
+                        cursor = local.map_position(cursor, Bias::Left);
+                    }
+                    if fresh {
+                        break;
+                    }
+                }
+                _ = finish.changed() => {
+                    if *finish.borrow() {
+                        let _ = tx.send(Message::Close(None)).await;
+                        break 'connection;
+                    }
+                }
+            }
+            if let Some(s) = state.as_mut() {
+                while let Some(change) = s.poll_send() {
+                    let typed_at = pending.front().copied().unwrap_or_else(Instant::now);
+                    pending.clear();
+                    doc.sent.lock().expect("sent").insert(
+                        (change.client.get(), change.seq.0),
+                        (typed_at, doc.editors.saturating_sub(1)),
+                    );
+                    run.stats.changes_sent.fetch_add(1, Ordering::Relaxed);
+                    let message = ClientMessage::Submit { change };
+                    if tx
+                        .send(Message::text(serde_json::to_string(&message).expect("json")))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                status.idle.store(!s.has_unsynced(), Ordering::Relaxed);
+                status.revision.store(s.revision().0, Ordering::Relaxed);
+            }
+        }
+        if let Some(s) = state.as_mut() {
+            s.disconnect();
+        }
+        if *finish.borrow() {
+            break;
+        }
+        run.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Report {
+        client: editor.client.get(),
+        acknowledged,
+        typed,
+        unsynced: state.as_ref().is_none_or(|s| s.has_unsynced()),
+        text: state.map(|s| s.text().to_owned()),
+    }
+}
+
+/// The revision an editor has reached.
+pub fn revision(status: &Status) -> Revision {
+    Revision(status.revision.load(Ordering::Relaxed))
+}
