@@ -6,6 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { gunzipSync } from "node:zlib";
 import { HocuspocusProvider } from "@hocuspocus/provider";
@@ -33,7 +34,7 @@ options:
   --server-pid PID        server process: CPU time (utime+stime) and VmRSS are
                           read from /proc/PID before/after the window
   --trace PATH            gzip JSON editing trace
-                          (default /work/main/benches/traces/data/automerge-paper.json.gz)
+                          (default ../traces/data/automerge-paper.json.gz, beside this script)
   --json                  also print the result as one JSON line
   --ramp                  ramp mode: add documents step by step until the knee
   --step-documents D      ramp: documents added per step (default 5)
@@ -81,7 +82,7 @@ try {
 			"server-pid": { type: "string" },
 			trace: {
 				type: "string",
-				default: "/work/main/benches/traces/data/automerge-paper.json.gz",
+				default: fileURLToPath(new URL("../traces/data/automerge-paper.json.gz", import.meta.url)),
 			},
 			json: { type: "boolean", default: false },
 			ramp: { type: "boolean", default: false },
