@@ -98,7 +98,8 @@ pub struct Report {
     pub text: Option<String>,
 }
 
-/// Where editor `line` types: the end of its own line.
+/// Where editor `line` types: the end of its own line (the end of the
+/// text if there is no such line).
 pub fn line_end(text: &str, line: usize) -> usize {
     let mut pos = 0;
     for (i, l) in text.split('\n').enumerate() {
@@ -358,4 +359,20 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
 /// The revision an editor has reached.
 pub fn revision(status: &Status) -> Revision {
     Revision(status.revision.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_end;
+
+    #[test]
+    fn each_editor_types_at_the_end_of_its_own_line() {
+        let text = "editor 0\nédïtor 1 typed\n\neditor 3\n";
+        assert_eq!(line_end(text, 0), 8);
+        assert_eq!(line_end(text, 1), 9 + 14);
+        assert_eq!(line_end(text, 2), 24);
+        assert_eq!(line_end(text, 3), 25 + 8);
+        // A line past the end: the end of the text.
+        assert_eq!(line_end("a\n", 5), 2);
+    }
 }

@@ -97,3 +97,28 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
         raw = raw.get(size + 2..)?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_responses() {
+        let plain =
+            b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nSet-Cookie: a=b; Path=/\r\n\r\n{\"x\":1}";
+        let r = parse(plain).unwrap();
+        assert_eq!((r.status, r.body.as_str()), (201, "{\"x\":1}"));
+        assert_eq!(r.header("set-cookie"), Some("a=b; Path=/"));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3;x=y\r\nefg\r\n0\r\n\r\n";
+        assert_eq!(parse(chunked).unwrap().body, "abcdefg");
+        assert!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_none());
+        assert!(parse(b"garbage").is_none());
+    }
+
+    #[test]
+    fn refuses_errors_as_json() {
+        let r = parse(b"HTTP/1.1 404 Not Found\r\n\r\nno document").unwrap();
+        let e = r.json::<serde_json::Value>("read").unwrap_err();
+        assert!(e.0.contains("404") && e.0.contains("no document"), "{e}");
+    }
+}
