@@ -538,7 +538,8 @@ async fn ramp(args: &Args, setup: &Setup, run: &Arc<Run>, live: &mut Vec<Live>) 
             step.generator_cpu,
             m.cpu.map(|c| format!("{:.2} s/s", c / m.seconds)).unwrap_or_else(|| "n/a".into()),
         );
-        let over = !(step.p95_ms <= args.knee_ms) || step.errors > 0;
+        // No latency at all (nothing delivered) counts as past the knee.
+        let over = step.p95_ms.is_nan() || step.p95_ms > args.knee_ms || step.errors > 0;
         steps.push(step);
         if over || editors + args.step_documents * args.editors > args.max_editors {
             break;

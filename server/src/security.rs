@@ -31,7 +31,7 @@ pub fn origin_allowed(headers: &HeaderMap, security: &Security) -> bool {
         // "null" (sandboxed frames, file: pages) and garbage.
         return false;
     };
-    if security.allowed_origins.iter().any(|o| *o == origin) {
+    if security.allowed_origins.contains(&origin) {
         return true;
     }
     let host = if security.trust_proxy {

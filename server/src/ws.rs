@@ -505,9 +505,7 @@ async fn recheck_access(
         // The database is away: keep what we know.
         Err(_) => return None,
     }
-    let Some(document) = joined.as_ref().map(|j| j.document.clone()) else {
-        return None;
-    };
+    let document = joined.as_ref().map(|j| j.document.clone())?;
     match state.documents.role(&session.user, &document).await {
         Ok(role) => set_role(state, conn, joined, outbound, Some(role)).await,
         Err(Error::UnknownDocument(_)) => set_role(state, conn, joined, outbound, None).await,

@@ -186,7 +186,7 @@ impl Store {
                 out.push((meta(row)?, role));
             }
         }
-        out.sort_by(|a, b| b.0.updated_at.cmp(&a.0.updated_at));
+        out.sort_by_key(|d| std::cmp::Reverse(d.0.updated_at));
         out.truncate(limit as usize);
         Ok(out)
     }
