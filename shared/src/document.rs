@@ -73,7 +73,9 @@ pub struct DocumentState {
     policy: SectionPolicy,
     limits: Limits,
     window: VecDeque<Committed>,
-    last: HashMap<ClientId, (Seq, Verdict)>,
+    /// Keyed by ids clients choose: a seeded hasher (faster than SipHash,
+    /// still not predictable from outside).
+    last: HashMap<ClientId, (Seq, Verdict), foldhash::fast::RandomState>,
     lines: LineCache,
 }
 
@@ -86,7 +88,7 @@ impl DocumentState {
             policy,
             limits,
             window: VecDeque::new(),
-            last: HashMap::new(),
+            last: HashMap::default(),
             lines: LineCache::default(),
         }
     }
