@@ -136,7 +136,12 @@ async fn latency() {
                         s.edit(Delta::splice(len, line_end, 0, &ch.to_string()).unwrap()).unwrap();
                     }
                     message = socket.next() => {
-                        let Some(Ok(Message::Text(text))) = message else { break };
+                        let text = match message {
+                            Some(Ok(Message::Text(text))) => text,
+                            // The server's pings (every 2 s); tungstenite answers them.
+                            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                            _ => break,
+                        };
                         let message: ServerMessage = serde_json::from_str(text.as_str()).unwrap();
                         match message {
                             ServerMessage::Joined { revision, text, policy, .. } => {
