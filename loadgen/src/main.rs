@@ -463,9 +463,7 @@ fn report(args: &Args, m: &Measured, check: &Check, run: &Run) {
         check.duplicated,
         run.stats.reconnects.load(Ordering::Relaxed),
     );
-    for sample in run.error_samples.lock().expect("samples").iter() {
-        eprintln!("  error: {sample}");
-    }
+    print_errors(run);
     if args.json {
         println!(
             "{}",
@@ -488,6 +486,13 @@ fn report(args: &Args, m: &Measured, check: &Check, run: &Run) {
                 "lost": check.lost + check.unsynced,
             })
         );
+    }
+}
+
+/// The first errors of the run, for the reader.
+fn print_errors(run: &Run) {
+    for sample in run.error_samples.lock().expect("samples").iter() {
+        eprintln!("  error: {sample}");
     }
 }
 
@@ -557,9 +562,7 @@ async fn ramp(args: &Args, setup: &Setup, run: &Arc<Run>, live: &mut Vec<Live>) 
         .max()
         .unwrap_or(0);
     println!("sustained at p95 < {} ms: {sustained} editors", args.target_ms);
-    for sample in run.error_samples.lock().expect("samples").iter() {
-        eprintln!("  error: {sample}");
-    }
+    print_errors(run);
     if args.json {
         println!(
             "{}",

@@ -6,10 +6,11 @@ mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use shared::api::NewDocument;
 use shared::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use shared::{Change, ClientId, Delta, Revision, Seq, Verdict};
-use support::{any_port, connect, http_as, next_skipping_presence as next, send, sign_up, start, Socket, TempDir};
+use support::{
+    any_port, connect, create_owned, http_as, next_skipping_presence as next, send, sign_up, start, Socket, TempDir,
+};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -48,17 +49,7 @@ async fn bad_messages_get_error_frames_and_change_nothing() {
     })
     .await;
     let owner = sign_up(&server.addr.to_string(), "owner").await;
-    let doc = server
-        .documents()
-        .create(
-            &owner.user,
-            NewDocument {
-                text: Some("hello\n".into()),
-                ..NewDocument::default()
-            },
-        )
-        .await
-        .unwrap();
+    let doc = create_owned(&server, &owner, "hello\n").await;
     let mut socket = connect(server.addr, &owner).await;
 
     // Not JSON, an unknown type, missing and extra fields, a binary frame.

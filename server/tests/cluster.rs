@@ -12,8 +12,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::cluster::{check_op_log, create_document, verify, ClusterClient, LocalCluster, Tally};
-use support::sign_up;
+use support::cluster::{check_op_log, shared_documents, verify, ClusterClient, LocalCluster, Tally};
 
 const DOCUMENTS: usize = 50;
 const CLIENTS: usize = 10;
@@ -34,16 +33,7 @@ impl Rng {
 async fn fifty_documents_survive_a_killed_app_server() {
     let cluster = LocalCluster::start("failover", 3, 2000);
     let addr = cluster.addr();
-    let owner = sign_up(&addr, "owner").await;
-    let mut editors = Vec::new();
-    for c in 0..CLIENTS {
-        editors.push(sign_up(&addr, &format!("editor{c}")).await);
-    }
-    let mut documents = Vec::new();
-    for _ in 0..DOCUMENTS {
-        let lines: String = (0..CLIENTS).map(|c| format!("line {c}:\n")).collect();
-        documents.push(create_document(&addr, &owner, &editors, &lines).await);
-    }
+    let (owner, editors, documents) = shared_documents(&addr, DOCUMENTS, CLIENTS).await;
     let deadline = Instant::now() + Duration::from_secs(240);
     let started = Instant::now();
     let mut tasks = Vec::new();

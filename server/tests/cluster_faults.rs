@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::cluster::{check_op_log, create_document, verify, ClusterClient, LocalCluster};
-use support::{sign_up, Account};
+use support::cluster::{check_op_log, shared_documents, verify, ClusterClient, LocalCluster};
+use support::Account;
 
 const DOCUMENTS: usize = 3;
 const CLIENTS: usize = 3;
@@ -73,16 +73,7 @@ async fn lease_holder(cluster: &LocalCluster, document: &str) -> usize {
 async fn redis_and_postgres_restarts_and_a_paused_owner() {
     let cluster = LocalCluster::start("faults", 3, 2000);
     let addr = cluster.addr();
-    let owner = sign_up(&addr, "owner").await;
-    let mut editors = Vec::new();
-    for c in 0..CLIENTS {
-        editors.push(sign_up(&addr, &format!("editor{c}")).await);
-    }
-    let mut documents = Vec::new();
-    for _ in 0..DOCUMENTS {
-        let lines: String = (0..CLIENTS).map(|c| format!("line {c}:\n")).collect();
-        documents.push(create_document(&addr, &owner, &editors, &lines).await);
-    }
+    let (owner, editors, documents) = shared_documents(&addr, DOCUMENTS, CLIENTS).await;
     let deadline = Instant::now() + Duration::from_secs(300);
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = typists(&addr, &documents, &editors, stop.clone(), deadline);

@@ -7,11 +7,10 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use shared::api::NewDocument;
 use shared::api::Role;
 use shared::text::char_count;
 use shared::{Delta, Revision};
-use support::{any_port, members, sign_up, start, Browser, TempDir};
+use support::{any_port, create_owned, members, sign_up, start, Browser, TempDir};
 
 /// A small deterministic generator for the clients' typing.
 struct Rng(u64);
@@ -54,17 +53,7 @@ async fn ten_clients_typing_at_once_converge() {
     let dir = TempDir::new("converge");
     let server = start(&dir.sqlite_url(), any_port(), |_| {}).await;
     let owner = sign_up(&server.addr.to_string(), "owner").await;
-    let doc = server
-        .documents()
-        .create(
-            &owner.user,
-            NewDocument {
-                text: Some("line of text\n".repeat(30)),
-                ..NewDocument::default()
-            },
-        )
-        .await
-        .unwrap();
+    let doc = create_owned(&server, &owner, &"line of text\n".repeat(30)).await;
     let addr = server.addr;
     let editors = members(&server, &owner, &doc.id, "user", 10, Role::Editor).await;
 
@@ -139,17 +128,7 @@ async fn a_restart_mid_session_loses_nothing_acknowledged() {
     let dir = TempDir::new("restart");
     let server = start(&dir.sqlite_url(), any_port(), |_| {}).await;
     let owner = sign_up(&server.addr.to_string(), "owner").await;
-    let doc = server
-        .documents()
-        .create(
-            &owner.user,
-            NewDocument {
-                text: Some("one\ntwo\nthree\nfour\nfive\nsix\n".into()),
-                ..NewDocument::default()
-            },
-        )
-        .await
-        .unwrap();
+    let doc = create_owned(&server, &owner, "one\ntwo\nthree\nfour\nfive\nsix\n").await;
     let writers = members(&server, &owner, &doc.id, "writer", 4, Role::Editor).await;
     let mut browsers = Vec::new();
     for (i, account) in writers.iter().enumerate() {

@@ -12,8 +12,8 @@ use shared::api::{AddMember, NewDocument, Role};
 use shared::protocol::{close, ClientMessage, ErrorCode, ServerMessage};
 use shared::{Change, ClientId, Delta, Revision, Seq, Verdict};
 use support::{
-    any_port, close_code, connect_to, http_as, next_skipping_presence, request, send, sign_up, start, Account, Socket,
-    TempDir, PASSWORD,
+    any_port, close_code, connect_to, create_owned, http_as, next_skipping_presence, request, send, sign_up, start,
+    Account, Socket, TempDir, PASSWORD,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -410,17 +410,7 @@ async fn revoking_access_and_signing_out_close_sockets() {
     let addr = server.addr.to_string();
     let owner = sign_up(&addr, "owner").await;
     let editor = sign_up(&addr, "editor").await;
-    let doc = server
-        .documents()
-        .create(
-            &owner.user,
-            NewDocument {
-                text: Some("a\nb\n".into()),
-                ..NewDocument::default()
-            },
-        )
-        .await
-        .unwrap();
+    let doc = create_owned(&server, &owner, "a\nb\n").await;
     let documents = server.documents();
     let add = |role| AddMember {
         email: editor.user.email.clone(),

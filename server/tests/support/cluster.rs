@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use shared::api::DocumentView;
 
-use super::{http_as, Account, Socket};
+use super::{http_as, sign_up, Account, Socket};
 
 /// A running cluster; stopped on drop.
 pub struct LocalCluster {
@@ -423,6 +423,22 @@ pub async fn create_document(addr: &str, owner: &Account, editors: &[Account], t
         assert_eq!(status, 200, "{body}");
     }
     id
+}
+
+/// An owner, `clients` editors, and `documents` documents of one line per
+/// editor (`line {c}:`), shared with all of them.
+pub async fn shared_documents(addr: &str, documents: usize, clients: usize) -> (Account, Vec<Account>, Vec<String>) {
+    let owner = sign_up(addr, "owner").await;
+    let mut editors = Vec::new();
+    for c in 0..clients {
+        editors.push(sign_up(addr, &format!("editor{c}")).await);
+    }
+    let lines: String = (0..clients).map(|c| format!("line {c}:\n")).collect();
+    let mut ids = Vec::new();
+    for _ in 0..documents {
+        ids.push(create_document(addr, &owner, &editors, &lines).await);
+    }
+    (owner, editors, ids)
 }
 
 pub async fn view(addr: &str, account: &Account, id: &str) -> DocumentView {

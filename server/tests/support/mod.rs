@@ -89,6 +89,20 @@ pub async fn sign_up(addr: &str, name: &str) -> Account {
     .to_string();
     let response = request(addr, "POST", "/api/auth/sign-up", Some(&body), None, &[]).await;
     assert_eq!(response.status, 200, "sign-up of {name}: {}", response.body);
+    signed_in(&response)
+}
+
+/// Signs in again (a second session of the same account).
+pub async fn sign_in(addr: &str, email: &str) -> Account {
+    let body = serde_json::json!({ "email": email, "password": PASSWORD }).to_string();
+    let response = request(addr, "POST", "/api/auth/sign-in", Some(&body), None, &[]).await;
+    assert_eq!(response.status, 200, "sign-in of {email}: {}", response.body);
+    signed_in(&response)
+}
+
+/// The account a successful sign-up or sign-in answered with, and its
+/// session cookie.
+fn signed_in(response: &Response) -> Account {
     let cookie = response
         .header("set-cookie")
         .and_then(|c| c.split(';').next())
@@ -100,20 +114,19 @@ pub async fn sign_up(addr: &str, name: &str) -> Account {
     }
 }
 
-/// Signs in again (a second session of the same account).
-pub async fn sign_in(addr: &str, email: &str) -> Account {
-    let body = serde_json::json!({ "email": email, "password": PASSWORD }).to_string();
-    let response = request(addr, "POST", "/api/auth/sign-in", Some(&body), None, &[]).await;
-    assert_eq!(response.status, 200, "sign-in of {email}: {}", response.body);
-    let cookie = response
-        .header("set-cookie")
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_owned();
-    Account {
-        user: serde_json::from_str(&response.body).unwrap(),
-        cookie,
-    }
+/// Creates a document owned by `owner` with `text`, directly (no HTTP).
+pub async fn create_owned(server: &Server, owner: &Account, text: &str) -> shared::api::DocumentSummary {
+    server
+        .documents()
+        .create(
+            &owner.user,
+            shared::api::NewDocument {
+                text: Some(text.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
 }
 
 /// The password test accounts get.
