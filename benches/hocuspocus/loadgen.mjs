@@ -1,8 +1,12 @@
 #!/usr/bin/env node
 // Load generator for Hocuspocus (Yjs over WebSocket), equivalent to our own
-// load generator: N documents x M editors, each editor a separate Yjs client
-// (own Y.Doc, own HocuspocusProvider, own WebSocket connection) typing K
-// characters per second at the end of its own line. See --help and README.md.
+// load generator: N documents x M editors, each editor its own WebSocket
+// connection typing K characters per second at the end of its own line. The
+// first editor of each document is a full Yjs client (Y.Doc and
+// HocuspocusProvider) that also checks the text at the end; the others speak
+// the Hocuspocus protocol directly (--clients light, the default), so that the
+// generator's CPU goes to the load and not to applying every update ten times
+// over. See --help and README.md.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
@@ -16,13 +20,23 @@ import * as Y from "yjs";
 const HELP = `usage: node loadgen.mjs [options]
 
 Drives a Hocuspocus server with simulated editors: --documents documents
-(named <prefix>-<i>), each with --editors editors; every editor is its own Yjs
-client with its own WebSocket connection (@hocuspocus/provider), and types
-one character per keystroke, --rate keystrokes per second, at the end of its
-own line ("editor-<j>"). Keystrokes of different editors are spread evenly
-(random phase); each keystroke is its own Yjs transaction. The characters
-come from an editing trace: all inserted strings concatenated, each editor
-starting at a different offset.
+(named <prefix>-<i>), each with --editors editors; every editor has its own
+WebSocket connection and types one character per keystroke, --rate
+keystrokes per second, at the end of its own line ("editor-<j>").
+Keystrokes of different editors are spread evenly (random phase); each
+keystroke is its own Yjs update. The characters come from an editing trace:
+all inserted strings concatenated, each editor starting at a different
+offset.
+
+The first editor of a document is always a full Yjs client (its own Y.Doc
+and @hocuspocus/provider): it writes the editors' lines, types like the
+others, and its replica is checked at the end. With --clients light (the
+default) the other editors speak the Hocuspocus protocol themselves: each
+keystroke is the exact Yjs update a Y.Doc would send (one string item after
+the editor's previous character), and incoming updates are decoded only as
+far as their item ids, without a Y.Doc. With --clients provider every editor
+is a full Yjs client, as a browser tab would be; the generator then spends
+most of its CPU applying updates and saturates long before the server.
 
 options:
   --url URL               server (default ws://127.0.0.1:1234)
@@ -49,6 +63,9 @@ options:
   --connect-timeout S     per-editor connect+sync timeout (default 30)
   --connect-concurrency C editors connecting at the same time (default 50)
   --doc-prefix P          document name prefix (default "bench")
+  --clients light|provider
+                          editors after the first: raw protocol clients
+                          (light, default) or full Yjs providers
   --no-awareness          create providers without awareness (default: the
                           provider's default Awareness, as a browser would)
   -h, --help              this text
@@ -97,6 +114,7 @@ try {
 			"connect-concurrency": { type: "string", default: "50" },
 			"doc-prefix": { type: "string", default: "bench" },
 			"no-awareness": { type: "boolean", default: false },
+			clients: { type: "string", default: "light" },
 			help: { type: "boolean", short: "h", default: false },
 		},
 		strict: true,
@@ -144,7 +162,12 @@ const cfg = {
 	connectConcurrency: num("connect-concurrency", { min: 1, integer: true }),
 	prefix: opts["doc-prefix"],
 	awareness: !opts["no-awareness"],
+	light: opts.clients === "light",
 };
+if (opts.clients !== "light" && opts.clients !== "provider") {
+	console.error(`invalid --clients ${opts.clients} (light or provider)`);
+	process.exit(2);
+}
 const PERIOD_MS = 1000 / cfg.rate;
 
 const log = (...a) => console.error(...a);
@@ -152,7 +175,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------- errors
 
-const errorCounts = { ws_error: 0, disconnect: 0, exception: 0, sync_timeout: 0, auth_failed: 0, divergence: 0, mismatch: 0 };
+const errorCounts = { ws_error: 0, disconnect: 0, exception: 0, sync_timeout: 0, auth_failed: 0, gap: 0, divergence: 0, mismatch: 0 };
 let errorsLogged = 0;
 function countError(kind, detail) {
 	errorCounts[kind] += 1;
@@ -313,17 +336,31 @@ const allEditors = [];
 let globalEditorIndex = 0;
 const setupText = (m) => Array.from({ length: m }, (_, j) => `editor-${j}\n`).join("");
 
+// The first editor of a document is always a full Yjs client; with --clients
+// light the others are light editors (no Y.Doc).
 function makeEditor(doc, j) {
-	const ydoc = new Y.Doc();
-	ydoc.clientID = uniqueClientId();
+	const clientId = uniqueClientId();
 	const g = globalEditorIndex++;
+	const full = j === 0 || !cfg.light;
+	const ydoc = full ? new Y.Doc() : null;
+	if (full) ydoc.clientID = clientId;
 	const e = {
 		doc,
 		j,
+		clientId,
 		ydoc,
-		ytext: ydoc.getText("text"),
+		ytext: full ? ydoc.getText("text") : null,
 		provider: null,
 		rel: null,
+		// light editors only
+		ws: null,
+		clock: 0,
+		origin: null,
+		rightOrigin: null,
+		unacked: 0,
+		synced: false,
+		onSynced: null,
+		received: new Map(), // client -> next expected clock
 		// golden-ratio spread of start offsets over the trace text
 		traceOffset: Math.floor(((g * 0.6180339887498949) % 1) * TRACE.length),
 		typedCount: 0,
@@ -333,7 +370,8 @@ function makeEditor(doc, j) {
 		nextDue: 0,
 		heapIndex: -1,
 	};
-	doc.byClient.set(ydoc.clientID, e);
+	doc.byClient.set(clientId, e);
+	if (!full) return e;
 	ydoc.on("afterTransaction", (tr) => {
 		if (tr.local) return;
 		let now = -1;
@@ -376,6 +414,200 @@ function connectEditor(e) {
 	});
 }
 
+// ---------------------------------------------------------------- light editors
+
+// A light editor speaks the Hocuspocus protocol (lib0 encoding, y-protocols
+// sync messages) over its own WebSocket, without a Y.Doc: it sends each
+// keystroke as the Yjs update (v1 encoding) a Y.Doc would produce for it, and
+// decodes incoming updates only to the ids of their items. What it has
+// received is tracked per sending client as the next expected clock: the
+// server applies and forwards one client's items in clock order.
+
+const utf8 = new TextEncoder();
+function pushVarUint(out, v) {
+	while (v > 0x7f) {
+		out.push((v % 128) | 0x80);
+		v = Math.floor(v / 128);
+	}
+	out.push(v);
+}
+function pushVarBytes(out, bytes) {
+	pushVarUint(out, bytes.length);
+	for (const b of bytes) out.push(b);
+}
+const MSG_SYNC = 0;
+const MSG_AUTH = 2;
+const MSG_SYNC_REPLY = 4;
+const MSG_SYNC_STATUS = 8;
+const SYNC_STEP1 = 0;
+const SYNC_STEP2 = 1;
+const SYNC_UPDATE = 2;
+const YJS_STRING = 4;
+const YJS_DELETED = 1;
+
+function lightMessage(doc, ...parts) {
+	const out = [...doc.nameBytes];
+	for (const p of parts) pushVarUint(out, p);
+	return out;
+}
+
+// The keystroke `ch` as a Yjs update: one string item (client, clock) whose
+// left origin is the editor's previous character and whose right origin is
+// its line's newline.
+function lightKeystroke(e, ch) {
+	const update = [1, 1];
+	pushVarUint(update, e.clientId);
+	pushVarUint(update, e.clock);
+	update.push(0x80 | 0x40 | YJS_STRING);
+	pushVarUint(update, e.origin[0]);
+	pushVarUint(update, e.origin[1]);
+	pushVarUint(update, e.rightOrigin[0]);
+	pushVarUint(update, e.rightOrigin[1]);
+	pushVarBytes(update, utf8.encode(ch));
+	update.push(0); // empty delete set
+	const msg = lightMessage(e.doc, MSG_SYNC, SYNC_UPDATE);
+	pushVarBytes(msg, update);
+	return Uint8Array.from(msg);
+}
+
+class Reader {
+	constructor(buf) {
+		this.buf = buf;
+		this.i = 0;
+	}
+	varUint() {
+		let v = 0;
+		let mult = 1;
+		for (;;) {
+			if (this.i >= this.buf.length) throw new Error("message ends inside a number");
+			const b = this.buf[this.i++];
+			v += (b & 0x7f) * mult;
+			if (b < 0x80) return v;
+			mult *= 128;
+		}
+	}
+	byte() {
+		if (this.i >= this.buf.length) throw new Error("message ends early");
+		return this.buf[this.i++];
+	}
+	skip(n) {
+		this.i += n;
+		if (this.i > this.buf.length) throw new Error("message ends early");
+	}
+	string() {
+		const n = this.varUint();
+		const start = this.i;
+		this.skip(n);
+		return this.buf.toString("utf8", start, this.i);
+	}
+}
+
+// Calls `item(client, clock, length)` for every struct of a v1 update; stops
+// (returning false) at content kinds keystrokes never produce.
+function forEachStruct(r, item) {
+	const clients = r.varUint();
+	for (let k = 0; k < clients; k++) {
+		const structs = r.varUint();
+		const client = r.varUint();
+		let clock = r.varUint();
+		for (let s = 0; s < structs; s++) {
+			const info = r.byte(); // a plain byte, not a varUint
+			const ref = info & 0x1f;
+			let length;
+			if (ref === 0 || ref === 10) {
+				length = r.varUint(); // GC or skip
+			} else {
+				if (info & 0x80) (r.varUint(), r.varUint());
+				if (info & 0x40) (r.varUint(), r.varUint());
+				if ((info & 0xc0) === 0) {
+					if (r.varUint() === 1) r.string();
+					else (r.varUint(), r.varUint());
+					if (info & 0x20) r.string();
+				}
+				if (ref === YJS_STRING) length = r.string().length;
+				else if (ref === YJS_DELETED) length = r.varUint();
+				else return false;
+			}
+			item(client, clock, length);
+			clock += length;
+		}
+	}
+	return true;
+}
+
+function onLightMessage(e, data) {
+	const r = new Reader(data);
+	r.skip(r.varUint()); // document name
+	const type = r.varUint();
+	if (type === MSG_SYNC_STATUS) {
+		e.unacked -= 1;
+		return;
+	}
+	if (type !== MSG_SYNC && type !== MSG_SYNC_REPLY) return;
+	const sub = r.varUint();
+	if (sub !== SYNC_UPDATE && sub !== SYNC_STEP2) return;
+	r.varUint(); // the update's length
+	let now = -1;
+	forEachStruct(r, (client, clock, length) => {
+		if (client === e.clientId) return; // Hocuspocus echoes updates to their sender
+		const src = e.doc.byClient.get(client);
+		if (src === undefined) return;
+		const expected = e.received.get(client) ?? 0;
+		if (clock > expected) countError("gap", `${e.doc.name}/${e.j}: client ${client} clock ${clock}, expected ${expected}`);
+		if (clock + length > expected) e.received.set(client, clock + length);
+		for (let c = Math.max(clock, expected); c < clock + length; c++) {
+			const rec = src.pending.get(c);
+			if (rec === undefined) continue;
+			if (now < 0) now = performance.now();
+			if (rec.bucket !== null) rec.bucket.samples.push(now - rec.t);
+			rec.remaining -= 1;
+			if (rec.remaining === 0) src.pending.delete(c);
+		}
+	});
+	if (sub === SYNC_STEP2 && !e.synced) {
+		e.synced = true;
+		e.onSynced();
+	}
+}
+
+// Connects a light editor; `first` is the document's full client, whose
+// setup transaction wrote the editors' lines starting at `setupClock`.
+function connectLight(e, setup, setupClock) {
+	const first = e.doc.editors[0];
+	const label = `editor-${e.j}`;
+	const labelEnd = setup.indexOf(`${label}\n`) + label.length; // index of the newline
+	e.origin = [first.clientId, setupClock + labelEnd - 1];
+	e.rightOrigin = [first.clientId, setupClock + labelEnd];
+	return new Promise((resolve, reject) => {
+		const timer = setTimeout(() => {
+			countError("sync_timeout", `${e.doc.name} editor ${e.j} not synced after ${cfg.connectTimeout} s`);
+			reject(new Error(`sync timeout ${e.doc.name}/${e.j}`));
+		}, cfg.connectTimeout * 1000);
+		e.onSynced = () => {
+			clearTimeout(timer);
+			resolve();
+		};
+		const ws = new CountingWebSocket(cfg.url);
+		e.ws = ws;
+		ws.on("open", () => {
+			// the token is not checked with the default configuration
+			const auth = lightMessage(e.doc, MSG_AUTH, 0);
+			pushVarBytes(auth, utf8.encode(""));
+			ws.send(Uint8Array.from(auth));
+			const step1 = lightMessage(e.doc, MSG_SYNC, SYNC_STEP1);
+			pushVarBytes(step1, [0]); // empty state vector
+			ws.send(Uint8Array.from(step1));
+		});
+		ws.on("message", (data) => {
+			try {
+				onLightMessage(e, data);
+			} catch (err) {
+				countError("exception", err);
+			}
+		});
+	});
+}
+
 // at most cfg.connectConcurrency editors connecting at once
 let connectSlots = cfg.connectConcurrency;
 const connectWaiters = [];
@@ -400,7 +632,10 @@ async function waitUntil(pred, timeoutMs, what) {
 }
 
 async function openDocument(i) {
-	const doc = { name: `${cfg.prefix}-${i}`, editors: [], byClient: new Map() };
+	const name = `${cfg.prefix}-${i}`;
+	const nameBytes = [];
+	pushVarBytes(nameBytes, utf8.encode(name));
+	const doc = { name, nameBytes, editors: [], byClient: new Map() };
 	for (let j = 0; j < cfg.editors; j++) doc.editors.push(makeEditor(doc, j));
 	const [first, ...others] = doc.editors;
 	await withConnectSlot(() => connectEditor(first));
@@ -409,11 +644,15 @@ async function openDocument(i) {
 		log(`note: ${doc.name} was not empty (${first.ytext.length} chars); clearing it`);
 		first.ydoc.transact(() => first.ytext.delete(0, first.ytext.length));
 	}
+	const setupClock = Y.getState(first.ydoc.store, first.clientId);
 	first.ydoc.transact(() => first.ytext.insert(0, setup));
 	// the server acknowledges every update (SyncStatus); wait until it has the lines
 	await waitUntil(() => first.provider.unsyncedChanges === 0, cfg.connectTimeout * 1000, `${doc.name} setup ack`);
-	await Promise.all(others.map((e) => withConnectSlot(() => connectEditor(e))));
+	await Promise.all(
+		others.map((e) => withConnectSlot(() => (e.ydoc === null ? connectLight(e, setup, setupClock) : connectEditor(e)))),
+	);
 	for (const e of doc.editors) {
+		if (e.ydoc === null) continue;
 		await waitUntil(() => e.ytext.toString() === setup, cfg.connectTimeout * 1000, `${doc.name} lines at editor ${e.j}`);
 		const label = `editor-${e.j}`;
 		const lineStart = setup.indexOf(`${label}\n`);
@@ -479,6 +718,17 @@ let totalKeystrokes = 0;
 
 function keystroke(e, due) {
 	const ch = TRACE[(e.traceOffset + e.typedCount) % TRACE.length];
+	if (e.ydoc === null) {
+		const clock = e.clock;
+		const msg = lightKeystroke(e, ch);
+		const t = performance.now();
+		e.ws.send(msg);
+		e.unacked += 1;
+		e.clock += ch.length;
+		e.origin = [e.clientId, e.clock - 1];
+		typed(e, ch, clock, t, due);
+		return;
+	}
 	const abs = Y.createAbsolutePositionFromRelativePosition(e.rel, e.ydoc);
 	if (abs === null) {
 		countError("exception", `${e.doc.name}/${e.j}: own position vanished`);
@@ -490,6 +740,11 @@ function keystroke(e, due) {
 	e.ydoc.transact(() => e.ytext.insert(abs.index, ch));
 	// the inserted item is (clientId, clock); the next keystroke goes right after it
 	e.rel = new Y.RelativePosition(null, "text", Y.createID(clientId, clock + ch.length - 1), -1);
+	typed(e, ch, clock, t, due);
+}
+
+// Bookkeeping for the keystroke `ch`, item (e.clientId, clock), sent at `t`.
+function typed(e, ch, clock, t, due) {
 	e.typedCount += 1;
 	e.typed += ch;
 	e.sentClocks.push(clock);
@@ -633,6 +888,10 @@ function docQuiet(doc) {
 	const sv0 = Y.encodeStateVector(doc.editors[0].ydoc);
 	for (const e of doc.editors) {
 		if (e.pending.size > 0) return false;
+		if (e.ydoc === null) {
+			if (e.unacked !== 0) return false;
+			continue;
+		}
 		if (e.provider.unsyncedChanges !== 0) return false;
 		if (!sameBytes(Y.encodeStateVector(e.ydoc), sv0)) return false;
 	}
@@ -650,13 +909,15 @@ async function quiesce() {
 }
 
 // Every replica byte for byte against the others and against the text the
-// editors typed; lost = keystrokes (Yjs items) missing from any replica.
+// editors typed; lost = keystrokes (Yjs items) missing from any replica, or
+// never received by a light editor.
 function verify() {
 	let lost = 0;
 	let divergent = 0;
 	let mismatched = 0;
 	for (const doc of documents) {
-		const texts = doc.editors.map((e) => e.ytext.toString());
+		const replicas = doc.editors.filter((e) => e.ydoc !== null);
+		const texts = replicas.map((e) => e.ytext.toString());
 		const expected = doc.editors.map((e) => `editor-${e.j}${e.typed}\n`).join("");
 		for (let r = 0; r < texts.length; r++) {
 			if (texts[r] !== texts[0]) {
@@ -669,7 +930,7 @@ function verify() {
 			}
 		}
 		// per replica: which (client, clock) are present, not deleted
-		const presence = doc.editors.map((replica) => {
+		const presence = replicas.map((replica) => {
 			const present = new Map();
 			for (let it = replica.ytext._start; it !== null; it = it.right) {
 				if (it.deleted || !doc.byClient.has(it.id.client)) continue;
@@ -680,8 +941,12 @@ function verify() {
 			return present;
 		});
 		for (const e of doc.editors) {
+			const light = doc.editors.filter((r) => r.ydoc === null && r !== e);
 			for (const clock of e.sentClocks) {
-				if (!presence.every((p) => p.get(e.ydoc.clientID)?.has(clock))) lost += 1;
+				const everywhere =
+					presence.every((p) => p.get(e.clientId)?.has(clock)) &&
+					light.every((r) => (r.received.get(e.clientId) ?? 0) > clock);
+				if (!everywhere) lost += 1;
 			}
 		}
 	}
@@ -694,6 +959,7 @@ async function shutdown() {
 	for (const e of allEditors) {
 		try {
 			e.provider?.destroy();
+			e.ws?.close();
 		} catch {}
 	}
 	await sleep(200);
@@ -753,6 +1019,7 @@ async function fixedRun() {
 		error_kinds: { ...errorCounts },
 		total_keystrokes: totalKeystrokes,
 		awareness: cfg.awareness,
+		clients: cfg.light ? "light" : "provider",
 		node: process.version,
 	};
 	console.log(
@@ -872,6 +1139,7 @@ async function rampRun() {
 				lost: v.lost,
 				quiescent: q.quiet,
 				awareness: cfg.awareness,
+				clients: cfg.light ? "light" : "provider",
 				node: process.version,
 			}),
 		);

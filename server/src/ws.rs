@@ -178,8 +178,11 @@ fn spawn_writer(
     tokio::spawn(async move {
         // Pings keep an idle connection alive through proxies (nginx times
         // out an upstream that says nothing) and show a dead peer.
+        // A busy connection is not pinged: under load that would be one
+        // more frame each way per connection every PING_EVERY.
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
+        let mut last_write = tokio::time::Instant::now();
         loop {
             let out = tokio::select! {
                 out = queue.recv() => match out {
@@ -187,9 +190,13 @@ fn spawn_writer(
                     None => break,
                 },
                 _ = ping.tick() => {
+                    if last_write.elapsed() < PING_EVERY {
+                        continue;
+                    }
                     if sink.send(Message::Ping(Default::default())).await.is_err() {
                         break;
                     }
+                    last_write = tokio::time::Instant::now();
                     continue;
                 }
             };
@@ -220,6 +227,7 @@ fn spawn_writer(
             if failed || sink.flush().await.is_err() || closing {
                 break;
             }
+            last_write = tokio::time::Instant::now();
         }
         let _ = sink.close().await;
     })
@@ -252,6 +260,8 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
     let mut rate = RateLimit::new(state.config.security.max_messages_per_sec);
     let expires = tokio::time::Instant::now()
         + Duration::from_millis((session.expires_at - crate::store::now_ms()).max(0) as u64);
+    let expiry = tokio::time::sleep_until(expires);
+    tokio::pin!(expiry);
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.tick().await;
 
@@ -280,7 +290,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 }
                 continue;
             }
-            _ = tokio::time::sleep_until(expires) => {
+            _ = &mut expiry => {
                 ending = Some(Ending::Close(close::SIGNED_OUT, "the session expired; sign in again"));
                 break;
             }
