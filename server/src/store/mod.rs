@@ -99,24 +99,34 @@ impl Store {
                 std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
             }
         }
-        let mut options = ConnectOptions::new(url);
-        options
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .sqlx_logging(false);
-        options.map_sqlx_sqlite_opts(|o| {
-            o.create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
-        });
-        let db = Database::connect(options).await?;
+        let options = |connections: u32| {
+            let mut options = ConnectOptions::new(url);
+            options
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .sqlx_logging(false);
+            options.map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+            options
+        };
+        let db = Database::connect(options(8)).await?;
         migrations::Migrator::up(&db, None).await?;
         // SQLite has one writer at a time: many document actors committing
         // on their own would queue on its lock (and sleep in its busy
-        // handler). One task commits everyone's writes together instead.
-        let committer =
-            (db.get_database_backend() == DbBackend::Sqlite).then(|| committer::Committer::start(db.clone()));
+        // handler). One task commits everyone's writes together instead,
+        // on a connection of its own that is not tested before each use
+        // (a round trip to SQLite's thread per commit).
+        let committer = if db.get_database_backend() == DbBackend::Sqlite {
+            let mut own = options(1);
+            own.min_connections(1).test_before_acquire(false);
+            Some(committer::Committer::start(Database::connect(own).await?))
+        } else {
+            None
+        };
         Ok(Store { db, committer })
     }
 
