@@ -12,6 +12,10 @@ pub enum Error {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
+    /// The database failed, under the group commit (which writes SQLite
+    /// directly).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Stored data that does not parse.
     #[error("corrupt data: {0}")]
     Corrupt(String),

@@ -403,6 +403,61 @@ async fn sqlite_store() {
     replay(&dir.sqlite_url()).await;
 }
 
+/// On SQLite, appends from many documents share one transaction. One whose
+/// insert fails (here a row put in its op log behind the store's back)
+/// fails alone and writes nothing; the others in its group commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_append_fails_alone() {
+    const DOCUMENTS: usize = 20;
+    let dir = TempDir::new("failing-append");
+    let store = Store::connect(&dir.sqlite_url()).await.unwrap();
+    let mut fences = Vec::new();
+    for i in 0..DOCUMENTS {
+        let id = format!("doc{i}");
+        store
+            .create_document(&id, "Doc", SectionPolicy::Line, "", "u1")
+            .await
+            .unwrap();
+        fences.push(store.take_fence(&id).await.unwrap());
+    }
+    let db = Database::connect(&dir.sqlite_url()).await.unwrap();
+    db.execute_unprepared(
+        "INSERT INTO op_log (document_id, revision, client_id, seq, author, delta, created_at) \
+         VALUES ('doc0', 1, 1, 1, 'x', '[]', 0)",
+    )
+    .await
+    .unwrap();
+    let change = accepted(1, Delta::splice(0, 0, 0, "x").unwrap());
+    let results = futures_util::future::join_all(fences.iter().enumerate().map(|(i, fence)| {
+        let (store, change) = (store.clone(), change.clone());
+        async move { store.append(&format!("doc{i}"), *fence, &[&change], &[]).await }
+    }))
+    .await;
+    assert!(matches!(results[0], Err(Error::Sqlite(_))), "{:?}", results[0]);
+    assert_eq!(store.document("doc0").await.unwrap().unwrap().head, Revision(0));
+    for (i, result) in results.iter().enumerate().skip(1) {
+        let id = format!("doc{i}");
+        assert!(result.is_ok(), "{id}: {result:?}");
+        assert_eq!(store.ops_after(&id, Revision(0), 10).await.unwrap().len(), 1);
+        assert_eq!(store.document(&id).await.unwrap().unwrap().head, Revision(1));
+    }
+    // The store goes on committing.
+    let next = accepted(2, Delta::splice(1, 1, 0, "y").unwrap());
+    store.append("doc1", fences[1], &[&next], &[]).await.unwrap();
+}
+
+/// The group commit opens the SQLite file itself, so a database in memory
+/// is refused with a clear error.
+#[tokio::test]
+async fn sqlite_in_memory_is_refused() {
+    for url in ["sqlite::memory:", "sqlite://file:x?mode=memory"] {
+        match Store::connect(url).await {
+            Err(Error::Config(message)) => assert!(message.contains("must be a file"), "{message}"),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store() {
     let server = std::env::var("COLLAB_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());

@@ -90,8 +90,18 @@ impl Store {
     /// Connects and brings the schema up to date. A `sqlite:` URL creates
     /// the file (and its directory) when missing.
     pub async fn connect(url: &str) -> Result<Store, Error> {
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-            let path = path.split('?').next().unwrap_or(path);
+        let sqlite_path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .map(|path| path.split('?').next().unwrap_or(path));
+        if let Some(path) = sqlite_path {
+            // The group commit opens the file itself: a database in memory
+            // would be another database on its connection.
+            if path.is_empty() || path.starts_with(":memory:") || url.contains("mode=memory") {
+                return Err(Error::Config(format!(
+                    "{url}: SQLite must be a file (sqlite://path/to/collab.db)"
+                )));
+            }
             if let Some(dir) = std::path::Path::new(path)
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -99,33 +109,26 @@ impl Store {
                 std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
             }
         }
-        let options = |connections: u32| {
-            let mut options = ConnectOptions::new(url);
-            options
-                .max_connections(connections)
-                .acquire_timeout(Duration::from_secs(30))
-                .sqlx_logging(false);
-            options.map_sqlx_sqlite_opts(|o| {
-                o.create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(10))
-            });
-            options
-        };
-        let db = Database::connect(options(8)).await?;
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false);
+        options.map_sqlx_sqlite_opts(|o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+        });
+        let db = Database::connect(options).await?;
         migrations::Migrator::up(&db, None).await?;
         // SQLite has one writer at a time: many document actors committing
         // on their own would queue on its lock (and sleep in its busy
-        // handler). One task commits everyone's writes together instead,
-        // on a connection of its own that is not tested before each use
-        // (a round trip to SQLite's thread per commit).
-        let committer = if db.get_database_backend() == DbBackend::Sqlite {
-            let mut own = options(1);
-            own.min_connections(1).test_before_acquire(false);
-            Some(committer::Committer::start(Database::connect(own).await?))
-        } else {
-            None
+        // handler). One thread commits everyone's writes together instead,
+        // on a connection of its own.
+        let committer = match sqlite_path {
+            Some(path) => Some(committer::Committer::start(std::path::Path::new(path))?),
+            None => None,
         };
         Ok(Store { db, committer })
     }
@@ -468,6 +471,11 @@ async fn append_in<C: ConnectionTrait>(
     Ok(true)
 }
 
+/// A delta or verdict in its stored (wire) form.
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("deltas and verdicts serialize")
+}
+
 /// Op log rows for accepted changes of document `id`.
 fn op_rows<'a>(
     id: &'a str,
@@ -480,7 +488,7 @@ fn op_rows<'a>(
         client_id: Set(c.client.get() as i64),
         seq: Set(c.seq.0 as i64),
         author: Set(c.author.name().to_owned()),
-        delta: Set(serde_json::to_string(&c.delta).expect("deltas serialize")),
+        delta: Set(to_json(&c.delta)),
         created_at: Set(now),
     })
 }
@@ -498,8 +506,8 @@ fn rejected_rows<'a>(
         base_revision: Set(r.base.0 as i64),
         revision: Set(r.revision.0 as i64),
         author: Set(r.author.name().to_owned()),
-        delta: Set(serde_json::to_string(&r.delta).expect("deltas serialize")),
-        verdict: Set(serde_json::to_string(&r.verdict).expect("verdicts serialize")),
+        delta: Set(to_json(&r.delta)),
+        verdict: Set(to_json(&r.verdict)),
         created_at: Set(now),
         ..Default::default()
     })
