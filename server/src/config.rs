@@ -41,7 +41,8 @@ pub struct Cli {
     /// Accepted changes kept per document for rebasing older ones [default: 4096].
     #[arg(long, env = "COLLAB_REBASE_WINDOW")]
     pub rebase_window: Option<usize>,
-    /// How often a changing document is snapshotted, in milliseconds [default: 1000].
+    /// How often a changing document is snapshotted, in milliseconds: to the
+    /// Redis cache every interval, to the database every tenth [default: 1000].
     #[arg(long, env = "COLLAB_SNAPSHOT_INTERVAL_MS")]
     pub snapshot_interval_ms: Option<u64>,
     /// Seconds without connections before a document is unloaded [default: 60].

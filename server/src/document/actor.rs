@@ -101,7 +101,7 @@ pub(super) struct Actor {
     /// The last revision written as a snapshot to the database, and to the cache.
     snapshot_revision: Revision,
     cached_revision: Revision,
-    /// Snapshot ticks since the last database snapshot (cluster mode).
+    /// Snapshot ticks since the last database snapshot.
     ticks: u32,
 }
 
@@ -517,28 +517,29 @@ impl Actor {
     }
 
     /// Writes the text as a snapshot if it changed since the last one: in
-    /// cluster mode to the Redis cache every tick and to the database every
-    /// `db_every` ticks; embedded, to the database every tick. `last`
-    /// writes to the database whatever the tick.
+    /// cluster mode to the Redis cache every tick; to the database every
+    /// `db_snapshot_every` ticks, and on `last` whatever the tick. (Embedded,
+    /// the live actor is the cache.) The op log holds every change, so a
+    /// snapshot only shortens loading.
     async fn snapshot(&mut self, last: bool) {
         let revision = self.doc.revision();
         let settings = &self.context.settings;
         self.ticks += 1;
-        let to_db = last || self.context.cluster.is_none() || self.ticks >= settings.db_snapshot_every;
-        let text = if revision > self.cached_revision || (to_db && revision > self.snapshot_revision) {
-            self.doc.text().to_string()
-        } else {
+        let to_cache = self.context.cluster.is_some() && revision > self.cached_revision;
+        let to_db = (last || self.ticks >= settings.db_snapshot_every) && revision > self.snapshot_revision;
+        if !to_cache && !to_db {
             return;
-        };
+        }
+        let text = self.doc.text().to_string();
         if let Some(cluster) = &self.context.cluster {
-            if revision > self.cached_revision {
+            if to_cache {
                 match cluster.put_snapshot(&self.id, revision, &text).await {
                     Ok(()) => self.cached_revision = revision,
                     Err(error) => tracing::warn!(document = %self.id, %error, "caching the snapshot failed"),
                 }
             }
         }
-        if to_db && revision > self.snapshot_revision {
+        if to_db {
             self.ticks = 0;
             let keep_from = Revision(revision.0.saturating_sub(settings.limits.window as u64));
             match self

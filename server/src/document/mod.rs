@@ -36,8 +36,8 @@ pub struct Settings {
     pub max_catch_up: u64,
     /// Commands queued per document before senders wait.
     pub queue: usize,
-    /// In cluster mode snapshots go to the Redis cache every interval and
-    /// to the database every this many intervals (and when a document closes).
+    /// Snapshots go to the database every this many intervals (and when a
+    /// document closes); in cluster mode to the Redis cache every interval.
     pub db_snapshot_every: u32,
 }
 
