@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use collab::access::Access;
 use collab::document::{Documents, Settings};
-use collab::store::{RejectedChange, Store};
+use collab::store::{Fence, RejectedChange, Store};
 use collab::Error;
 use sea_orm::{ConnectionTrait, Database};
 use shared::api::{NewDocument, Role, UserView};
@@ -138,19 +138,25 @@ async fn queries(store: &Store) {
     assert!(store.document("doc1").await.unwrap().is_none());
 }
 
-/// Many documents appending at once (on SQLite they share commits): each
-/// append is checked on its own, so a stale owner's append fails alone.
-async fn concurrent_appends(store: &Store) {
-    const DOCUMENTS: usize = 40;
+/// Creates empty documents `{prefix}0`, `{prefix}1`, … and takes each one's
+/// fence, as its owner would.
+async fn owned_documents(store: &Store, prefix: &str, count: usize) -> Vec<Fence> {
     let mut fences = Vec::new();
-    for i in 0..DOCUMENTS {
-        let id = format!("busy{i}");
+    for i in 0..count {
+        let id = format!("{prefix}{i}");
         store
-            .create_document(&id, "Busy", SectionPolicy::Line, "", "u1")
+            .create_document(&id, "Doc", SectionPolicy::Line, "", "u1")
             .await
             .unwrap();
         fences.push(store.take_fence(&id).await.unwrap());
     }
+    fences
+}
+
+/// Many documents appending at once (on SQLite they share commits): each
+/// append is checked on its own, so a stale owner's append fails alone.
+async fn concurrent_appends(store: &Store) {
+    let fences = owned_documents(store, "busy", 40).await;
     // Document 0 gets a newer owner: its old fence is stale.
     store.take_fence("busy0").await.unwrap();
     let mut tasks = Vec::new();
@@ -408,18 +414,9 @@ async fn sqlite_store() {
 /// fails alone and writes nothing; the others in its group commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_append_fails_alone() {
-    const DOCUMENTS: usize = 20;
     let dir = TempDir::new("failing-append");
     let store = Store::connect(&dir.sqlite_url()).await.unwrap();
-    let mut fences = Vec::new();
-    for i in 0..DOCUMENTS {
-        let id = format!("doc{i}");
-        store
-            .create_document(&id, "Doc", SectionPolicy::Line, "", "u1")
-            .await
-            .unwrap();
-        fences.push(store.take_fence(&id).await.unwrap());
-    }
+    let fences = owned_documents(&store, "doc", 20).await;
     let db = Database::connect(&dir.sqlite_url()).await.unwrap();
     db.execute_unprepared(
         "INSERT INTO op_log (document_id, revision, client_id, seq, author, delta, created_at) \

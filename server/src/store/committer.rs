@@ -178,12 +178,7 @@ impl<'c> Statements<'c> {
                 "INSERT INTO snapshots (document_id, revision, text, created_at) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (document_id, revision) DO UPDATE SET text = excluded.text",
             )?,
-            // As [`super::snapshot_in`]: keeps the newest snapshot at or
-            // before `keep_from` and everything after it.
-            prune_snapshots: db.prepare_cached(
-                "DELETE FROM snapshots WHERE document_id = ?1 AND revision < \
-                 (SELECT MAX(revision) FROM snapshots WHERE document_id = ?1 AND revision <= ?2)",
-            )?,
+            prune_snapshots: db.prepare_cached(super::PRUNE_SNAPSHOTS)?,
         })
     }
 

@@ -19,7 +19,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use shared::api::{DocumentSummary, Role};
@@ -513,6 +513,13 @@ fn rejected_rows<'a>(
     })
 }
 
+/// Deletes document `$1`'s snapshots older than its newest one at or before
+/// revision `$2`: that one and everything after it stay. One text for both
+/// paths, the group commit's (SQLite, where `$1` is a parameter named "$1",
+/// bound first) and [`snapshot_in`]'s.
+const PRUNE_SNAPSHOTS: &str = "DELETE FROM snapshots WHERE document_id = $1 AND revision < \
+     (SELECT MAX(revision) FROM snapshots WHERE document_id = $1 AND revision <= $2)";
+
 /// The snapshot write of [`Store::save_snapshot`], inside the caller's
 /// transaction.
 async fn snapshot_in<C: ConnectionTrait>(
@@ -535,22 +542,12 @@ async fn snapshot_in<C: ConnectionTrait>(
     )
     .exec_without_returning(txn)
     .await?;
-    let anchor: Option<i64> = snapshot::Entity::find()
-        .select_only()
-        .column(snapshot::Column::Revision)
-        .filter(snapshot::Column::DocumentId.eq(id))
-        .filter(snapshot::Column::Revision.lte(keep_from.0 as i64))
-        .order_by_desc(snapshot::Column::Revision)
-        .into_tuple()
-        .one(txn)
-        .await?;
-    if let Some(anchor) = anchor {
-        snapshot::Entity::delete_many()
-            .filter(snapshot::Column::DocumentId.eq(id))
-            .filter(snapshot::Column::Revision.lt(anchor))
-            .exec(txn)
-            .await?;
-    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        PRUNE_SNAPSHOTS,
+        [id.into(), (keep_from.0 as i64).into()],
+    ))
+    .await?;
     Ok(())
 }
 
