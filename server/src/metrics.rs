@@ -72,6 +72,9 @@ pub struct Metrics {
     pub fenced: AtomicU64,
     /// Connections sent to another app server.
     pub redirects: AtomicU64,
+    /// Connections closed because they fell too far behind (their queue of
+    /// frames was full).
+    pub slow_connections: AtomicU64,
     /// State-changing requests and WebSockets refused for their origin.
     pub refused_origins: AtomicU64,
     /// Messages refused by the per-connection rate limit.
@@ -147,6 +150,12 @@ impl Metrics {
             "collab_redirects_total",
             "Connections sent to the document's owner.",
             self.redirects.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "collab_slow_connections_total",
+            "Connections closed because they fell too far behind; they reconnect and catch up.",
+            self.slow_connections.load(Ordering::Relaxed),
         );
         for (name, help, value) in [
             (

@@ -10,6 +10,7 @@
 //! answered with an error frame and changes nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -17,11 +18,12 @@ use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use shared::api::Role;
 use shared::protocol::{close, ClientMessage, ErrorCode, Peer, ServerMessage};
 use shared::{Author, ClientId, Revision};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
 use crate::access::AccessEvent;
 use crate::auth::Session;
@@ -37,9 +39,6 @@ const PING_EVERY: Duration = Duration::from_secs(2);
 /// How often a connection checks its session and role against the
 /// database, in case an access event was missed (Redis away).
 const RECHECK_EVERY: Duration = Duration::from_secs(15);
-
-/// Frames queued for one connection before it counts as too slow.
-const OUTBOUND_QUEUE: usize = 8192;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -170,10 +169,20 @@ enum Ending {
     Close(u16, &'static str),
 }
 
+/// The close code for a connection that fell too far behind (its queue of
+/// frames filled up): "try again later", which clients answer by
+/// reconnecting with back-off and catching up from their revision.
+const TOO_FAR_BEHIND: u16 = 1013;
+
 /// The writer: drains the outbound queue into the socket, pinging when idle.
+/// When `evict` rings (its document found the queue full), it stops at once,
+/// even in the middle of a write a peer that no longer reads keeps waiting,
+/// says 1013 if the socket still takes it, and ends; the reader then ends
+/// too and the socket closes.
 fn spawn_writer(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Outbound>,
+    evict: Arc<Notify>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // Pings keep an idle connection alive through proxies (nginx times
@@ -183,12 +192,20 @@ fn spawn_writer(
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         let mut last_write = tokio::time::Instant::now();
+        // One waiter for the whole connection (not one per frame written).
+        let evicted = evict.notified();
+        tokio::pin!(evicted);
+        let mut too_far_behind = false;
         loop {
             let out = tokio::select! {
                 out = queue.recv() => match out {
                     Some(out) => out,
                     None => break,
                 },
+                () = &mut evicted => {
+                    too_far_behind = true;
+                    break;
+                }
                 _ = ping.tick() => {
                     if last_write.elapsed() < PING_EVERY {
                         continue;
@@ -200,44 +217,76 @@ fn spawn_writer(
                     continue;
                 }
             };
-            // Everything queued goes out in one write: under load a busy
-            // document's frames pile up, and each write is a system call.
-            let mut next = Some(out);
-            let mut closing = false;
-            let mut failed = false;
-            while let Some(out) = next.take() {
-                let message = match out {
-                    Outbound::Frame(text) => Message::Text(text),
-                    Outbound::Close(code, reason) => {
-                        closing = true;
-                        Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        }))
-                    }
-                };
-                if sink.feed(message).await.is_err() {
-                    failed = true;
+            let written = tokio::select! {
+                written = write_queued(&mut sink, &mut queue, out) => written,
+                () = &mut evicted => {
+                    too_far_behind = true;
                     break;
                 }
-                if !closing {
-                    next = queue.try_recv().ok();
-                }
+            };
+            match written {
+                Ok(Written::Open) => last_write = tokio::time::Instant::now(),
+                Ok(Written::Closing) | Err(()) => break,
             }
-            if failed || sink.flush().await.is_err() || closing {
-                break;
-            }
-            last_write = tokio::time::Instant::now();
         }
-        let _ = sink.close().await;
+        if too_far_behind {
+            let close = Message::Close(Some(CloseFrame {
+                code: TOO_FAR_BEHIND,
+                reason: "too far behind; reconnect to catch up".into(),
+            }));
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
+        }
+        // A peer that stopped reading would keep the closing handshake waiting.
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     })
+}
+
+/// How long a closing socket waits for its peer to take the last frames.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What the socket is after a write.
+enum Written {
+    Open,
+    /// A close frame went out.
+    Closing,
+}
+
+/// Writes `first` and everything queued behind it in one flush: under load
+/// a busy document's frames pile up, and each write is a system call.
+async fn write_queued(
+    sink: &mut SplitSink<WebSocket, Message>,
+    queue: &mut mpsc::Receiver<Outbound>,
+    first: Outbound,
+) -> Result<Written, ()> {
+    let mut next = Some(first);
+    let mut written = Written::Open;
+    while let Some(out) = next.take() {
+        let message = match out {
+            Outbound::Frame(text) => Message::Text(text),
+            Outbound::Close(code, reason) => {
+                written = Written::Closing;
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }))
+            }
+        };
+        sink.feed(message).await.map_err(|_| ())?;
+        if matches!(written, Written::Open) {
+            next = queue.try_recv().ok();
+        }
+    }
+    sink.flush().await.map_err(|_| ())?;
+    Ok(written)
 }
 
 async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: Option<String>) {
     let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let (sink, mut stream) = socket.split();
-    let (outbound, queue) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
-    let writer = spawn_writer(sink, queue);
+    let (outbound, queue) = mpsc::channel::<Outbound>(state.config.documents.outbound_queue);
+    let evict = Arc::new(Notify::new());
+    let mut writer = spawn_writer(sink, queue, evict.clone());
+    let mut writer_done = false;
     let Caller { session, permit } = caller;
     if permit.is_none() {
         reply_error(
@@ -273,6 +322,12 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 Some(message) => message,
                 None => break,
             },
+            // The writer gave up (the connection fell too far behind, or
+            // the socket failed): nothing more can reach the client.
+            _ = &mut writer => {
+                writer_done = true;
+                break;
+            }
             event = events.recv() => {
                 ending = match event {
                     Ok(event) => heard(&state, conn, &session, &mut joined, &outbound, event).await,
@@ -397,7 +452,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                     color: session.user.color.clone(),
                     role,
                 };
-                match join(&state, conn, &document, peer, revision, &outbound).await {
+                match join(&state, conn, &document, peer, revision, &outbound, &evict).await {
                     Ok(handle) => {
                         joined = Some(Joined {
                             document,
@@ -472,7 +527,9 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
         let _ = session.handle.send(Command::Leave { conn }).await;
     }
     drop(outbound);
-    let _ = writer.await;
+    if !writer_done {
+        let _ = writer.await;
+    }
     drop(permit);
     state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
@@ -558,6 +615,7 @@ async fn join(
     peer: Peer,
     revision: Option<Revision>,
     outbound: &mpsc::Sender<Outbound>,
+    evict: &Arc<Notify>,
 ) -> Result<DocumentHandle, Error> {
     for _ in 0..3 {
         let handle = state.documents.handle(document).await?;
@@ -565,6 +623,7 @@ async fn join(
         let command = Command::Join {
             conn,
             outbound: outbound.clone(),
+            evict: evict.clone(),
             peer: peer.clone(),
             revision,
             done,

@@ -196,3 +196,123 @@ async fn a_restart_mid_session_loses_nothing_acknowledged() {
     assert!(view.revision > Revision(40));
     server.shutdown().await;
 }
+
+/// A client that stops reading (a frozen tab, a stalled network) must not
+/// hold its document's frames without end, nor stay open as if it had them:
+/// once its queue of frames is full, the server closes it, and on its
+/// reconnect it gets the document as it now is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_and_catches_up() {
+    use shared::protocol::{ClientMessage, ServerMessage};
+    use shared::{Change, ClientId, Seq, Verdict};
+    use support::{connect_to, http_get, next_skipping_presence as next, send};
+
+    const WAIT: Duration = Duration::from_secs(10);
+    // Each change carries 60 lines of 1,000 characters: the socket's
+    // buffers (a few MiB) fill after some dozens, then the queue of 16 frames.
+    const CHANGES: u64 = 150;
+    let chunk = format!("{}\n", "0123456789".repeat(100)).repeat(60);
+    let dir = TempDir::new("slow-reader");
+    let server = start(&dir.sqlite_url(), any_port(), |config| {
+        config.documents.outbound_queue = 16;
+        config.security.max_messages_per_sec = 10_000;
+    })
+    .await;
+    let addr = server.addr.to_string();
+    let owner = sign_up(&addr, "owner").await;
+    let doc = create_owned(&server, &owner, "").await;
+    let path = format!("/ws/d/{}", doc.id);
+    let join = |client: u64, revision: Option<Revision>| ClientMessage::Join {
+        document: doc.id.clone(),
+        client: ClientId::new(client).unwrap(),
+        revision,
+        name: None,
+    };
+
+    // The slow client joins, then reads nothing more.
+    let started = std::time::Instant::now();
+    let mut slow = connect_to(&addr, &path, Some(&owner.cookie), None).await.unwrap();
+    send(&mut slow, &join(2, None)).await;
+    let Some(ServerMessage::Joined { revision: start, .. }) = next(&mut slow, WAIT).await else {
+        panic!("the slow client did not join");
+    };
+
+    // The other client writes, one change at a time, each acknowledged.
+    let mut writer = connect_to(&addr, &path, Some(&owner.cookie), None).await.unwrap();
+    send(&mut writer, &join(1, Some(start))).await;
+    assert!(matches!(
+        next(&mut writer, WAIT).await,
+        Some(ServerMessage::Joined { .. })
+    ));
+    for seq in 1..=CHANGES {
+        let len = (seq as usize - 1) * chunk.len();
+        let change = Change {
+            client: ClientId::new(1).unwrap(),
+            seq: Seq(seq),
+            base: Revision(start.0 + seq - 1),
+            delta: Delta::splice(len, len, 0, &chunk).unwrap(),
+        };
+        send(&mut writer, &ClientMessage::Submit { change }).await;
+        match next(&mut writer, WAIT).await {
+            Some(ServerMessage::Verdict {
+                verdict: Verdict::Accepted { .. },
+                ..
+            }) => {}
+            other => panic!("change {seq}: {other:?}"),
+        }
+    }
+    let last = Revision(start.0 + CHANGES);
+    let wrote = started.elapsed();
+
+    // The slow client now reads: what its socket held, then the end. (Each
+    // read may wait longer than the whole: a socket left open fails.)
+    let mut heard = 0;
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(message) = next(&mut slow, 3 * WAIT).await {
+            if matches!(message, ServerMessage::Accepted { .. }) {
+                heard += 1;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the slow client is still open after {heard} changes");
+    assert!(heard < CHANGES, "the slow client heard every change ({heard})");
+    println!(
+        "slow reader: closed after {heard} of {CHANGES} changes; writing took {wrote:?}, reading {:?}",
+        started.elapsed() - wrote
+    );
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    assert!(
+        metrics.lines().any(|l| l == "collab_slow_connections_total 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("slow"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // It reconnects from the revision it reached and gets the text as it is:
+    // too far behind for a catch-up of a frame per change.
+    let reached = Revision(start.0 + heard);
+    let mut again = connect_to(&addr, &path, Some(&owner.cookie), None).await.unwrap();
+    send(&mut again, &join(2, Some(reached))).await;
+    match next(&mut again, WAIT).await {
+        Some(ServerMessage::Joined {
+            revision,
+            text: Some(text),
+            ..
+        }) => {
+            assert_eq!(revision, last);
+            assert_eq!(text, chunk.repeat(CHANGES as usize));
+        }
+        other => panic!("the reconnect: {other:?}"),
+    }
+    // The writer was never slowed down or closed.
+    send(&mut writer, &join(1, Some(last))).await;
+    assert!(matches!(
+        next(&mut writer, WAIT).await,
+        Some(ServerMessage::Joined { .. })
+    ));
+    server.shutdown().await;
+}

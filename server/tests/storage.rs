@@ -328,6 +328,7 @@ async fn replay(url: &str) {
         .send(collab::document::Command::Join {
             conn: 1,
             outbound,
+            evict: Default::default(),
             peer: shared::protocol::Peer {
                 user: writer.id.clone(),
                 name: writer.name.clone(),

@@ -143,7 +143,8 @@ pub struct Peer {
 }
 
 /// WebSocket close codes the server uses, beyond the standard ones
-/// (1000 deleted, 1009 too large, 1011 unavailable, 1012 restarting).
+/// (1000 deleted, 1009 too large, 1011 unavailable, 1012 restarting,
+/// 1013 too far behind: the client's queue of frames filled up).
 pub mod close {
     /// The document is served by another app server: reconnect.
     pub const MOVED: u16 = 4001;

@@ -20,7 +20,8 @@ use axum::extract::ws::Utf8Bytes;
 use shared::api::Role;
 use shared::protocol::{ErrorCode, Peer, ServerMessage};
 use shared::{AcceptedChange, Author, Change, DocumentState, Revision, SectionPolicy, Verdict};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use super::Context;
@@ -45,6 +46,9 @@ pub enum Command {
     Join {
         conn: ConnId,
         outbound: mpsc::Sender<Outbound>,
+        /// Rung when its queue is full: the connection's writer closes the
+        /// socket (1013) without waiting for the queue.
+        evict: Arc<Notify>,
         peer: Peer,
         revision: Option<Revision>,
         done: oneshot::Sender<()>,
@@ -71,7 +75,18 @@ pub enum Command {
 
 struct Connection {
     outbound: mpsc::Sender<Outbound>,
+    evict: Arc<Notify>,
     peer: Peer,
+}
+
+impl Connection {
+    /// Closes the socket after what is queued; at once if the queue is full
+    /// (a client that stopped reading would never get to the close).
+    fn close(&self, code: u16, reason: &str) {
+        if let Err(TrySendError::Full(_)) = self.outbound.try_send(Outbound::Close(code, reason.into())) {
+            self.evict.notify_one();
+        }
+    }
 }
 
 /// Where a frame goes.
@@ -254,9 +269,7 @@ impl Actor {
                 self.context.metrics.fenced.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(document = %self.id, "another server owns the document now; stepping down");
                 for connection in self.connections.values() {
-                    let _ = connection
-                        .outbound
-                        .try_send(Outbound::Close(MOVED, "document moved".into()));
+                    connection.close(MOVED, "document moved");
                 }
             }
         }
@@ -273,11 +286,13 @@ impl Actor {
                 Command::Join {
                     conn,
                     outbound,
+                    evict,
                     peer,
                     revision,
                     done,
                 } => {
-                    self.join(conn, outbound, peer, revision, &mut outbox).await;
+                    let connection = Connection { outbound, evict, peer };
+                    self.join(conn, connection, revision, &mut outbox).await;
                     outbox.joined.push(done);
                     presence = true;
                 }
@@ -313,17 +328,13 @@ impl Actor {
             ));
             for connection in self.connections.values() {
                 let _ = connection.outbound.try_send(Outbound::Frame(message.clone()));
-                let _ = connection
-                    .outbound
-                    .try_send(Outbound::Close(1000, "document deleted".into()));
+                connection.close(1000, "document deleted");
             }
             return Flow::Deleted(done);
         }
         if !stop.is_empty() {
             for connection in self.connections.values() {
-                let _ = connection
-                    .outbound
-                    .try_send(Outbound::Close(1012, "server restarting".into()));
+                connection.close(1012, "server restarting");
             }
             return Flow::Stop(stop);
         }
@@ -343,22 +354,19 @@ impl Actor {
         peers
     }
 
-    async fn join(
-        &mut self,
-        conn: ConnId,
-        outbound: mpsc::Sender<Outbound>,
-        peer: Peer,
-        revision: Option<Revision>,
-        outbox: &mut Outbox,
-    ) {
+    async fn join(&mut self, conn: ConnId, connection: Connection, revision: Option<Revision>, outbox: &mut Outbox) {
         // Catch up from the client's revision when the window or the op log
-        // has everything since; otherwise start it over with the text.
+        // has everything since; otherwise start it over with the text. A
+        // catch-up is a frame per change: it must fit the connection's queue
+        // with room to spare, or the connection would be closed as too slow.
         let current = self.doc.revision();
+        let settings = &self.context.settings;
+        let max_catch_up = settings.max_catch_up.min(settings.outbound_queue as u64 / 2);
         let mut catch_up: Option<Vec<Arc<AcceptedChange>>> = None;
-        if let Some(revision) = revision.filter(|r| *r <= current) {
+        if let Some(revision) = revision.filter(|r| *r <= current && current.0 - r.0 <= max_catch_up) {
             if let Some(changes) = self.doc.changes_since(revision) {
                 catch_up = Some(changes.map(|c| Arc::new(c.clone())).collect());
-            } else if current.0 - revision.0 <= self.context.settings.max_catch_up {
+            } else {
                 let oldest = self.doc.oldest_base();
                 match self
                     .context
@@ -401,7 +409,7 @@ impl Actor {
                 outbox.frames.push((Target::One(conn), frame(&joined)));
             }
         }
-        self.connections.insert(conn, Connection { outbound, peer });
+        self.connections.insert(conn, connection);
     }
 
     fn submit(&mut self, conn: ConnId, change: Change, author: Author, outbox: &mut Outbox) {
@@ -493,16 +501,25 @@ impl Actor {
             };
             for conn in conns {
                 if let Some(connection) = self.connections.get(conn) {
-                    if connection.outbound.try_send(Outbound::Frame(message.clone())).is_err() {
-                        slow.push(*conn);
+                    match connection.outbound.try_send(Outbound::Frame(message.clone())) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => slow.push((*conn, true)),
+                        // It hung up; its leave is on the way.
+                        Err(TrySendError::Closed(_)) => slow.push((*conn, false)),
                     }
                 }
             }
         }
-        // A connection that cannot keep up is dropped; it reconnects and catches up.
-        for conn in slow {
-            if self.connections.remove(&conn).is_some() {
-                tracing::warn!(document = %self.id, conn, "dropping a connection that cannot keep up");
+        // A connection that cannot keep up is closed: it missed frames, so
+        // it must not stay open as if it had them. The client reconnects
+        // and catches up from its revision, and resends what it had in flight.
+        for (conn, full) in slow {
+            if let Some(connection) = self.connections.remove(&conn) {
+                if full {
+                    connection.evict.notify_one();
+                    self.context.metrics.slow_connections.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(document = %self.id, conn, "closing a connection that fell too far behind");
+                }
             }
         }
         for done in outbox.joined {

@@ -32,10 +32,14 @@ pub struct Settings {
     pub snapshot_interval: Duration,
     pub idle_timeout: Duration,
     /// The most changes a reconnecting client catches up on; beyond that it
-    /// gets the whole text.
+    /// gets the whole text. (Never more than half of `outbound_queue`: a
+    /// catch-up is one frame per change, and it must leave room for live ones.)
     pub max_catch_up: u64,
     /// Commands queued per document before senders wait.
     pub queue: usize,
+    /// Frames queued for one connection before it counts as too slow: it is
+    /// then closed (1013) and reconnects to catch up.
+    pub outbound_queue: usize,
     /// Snapshots go to the database every this many intervals (and when a
     /// document closes); in cluster mode to the Redis cache every interval.
     pub db_snapshot_every: u32,
@@ -49,6 +53,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(60),
             max_catch_up: 100_000,
             queue: 4096,
+            outbound_queue: 8192,
             db_snapshot_every: 10,
         }
     }
