@@ -40,6 +40,13 @@ const PING_EVERY: Duration = Duration::from_secs(2);
 /// database, in case an access event was missed (Redis away).
 const RECHECK_EVERY: Duration = Duration::from_secs(15);
 
+/// When connection `conn` first rechecks: spread evenly over
+/// `RECHECK_EVERY` (consecutive ids land far apart: Fibonacci hashing).
+fn recheck_phase(conn: ConnId) -> Duration {
+    let fraction = (conn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64;
+    RECHECK_EVERY.mul_f64(fraction).max(Duration::from_millis(1))
+}
+
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// Who opened a connection, once the handshake's checks passed.
@@ -311,8 +318,13 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
         + Duration::from_millis((session.expires_at - crate::store::now_ms()).max(0) as u64);
     let expiry = tokio::time::sleep_until(expires);
     tokio::pin!(expiry);
-    let mut recheck = tokio::time::interval(RECHECK_EVERY);
-    recheck.tick().await;
+    // In cluster mode an access event can be missed (Redis away), so the
+    // connection rechecks in the database, at a phase of its own: ten
+    // thousand connections opened together must not recheck together.
+    // Embedded, events are in-process: only a lagging receiver misses one,
+    // and it rechecks then (below).
+    let rechecking = state.documents.cluster().is_some();
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + recheck_phase(conn), RECHECK_EVERY);
 
     let mut joined: Option<Joined> = None;
     let mut ending: Option<Ending> = None;
@@ -349,7 +361,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 ending = Some(Ending::Close(close::SIGNED_OUT, "the session expired; sign in again"));
                 break;
             }
-            _ = recheck.tick() => {
+            _ = recheck.tick(), if rechecking => {
                 ending = recheck_access(&state, conn, &session, &mut joined, &outbound).await;
                 if ending.is_some() {
                     break;
