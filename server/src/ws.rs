@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use crate::access::AccessEvent;
 use crate::auth::Session;
 use crate::document::actor::MOVED;
-use crate::document::{Command, ConnId, DocumentHandle, Outbound, Route};
+use crate::document::{Command, ConnId, DocumentHandle, Outbound, Outlet, Route};
 use crate::error::Error;
 use crate::security::{client_ip, origin_allowed, MaybeUser, PeerAddr, Permit, RateLimit};
 use crate::AppState;
@@ -40,11 +40,10 @@ const PING_EVERY: Duration = Duration::from_secs(2);
 /// database, in case an access event was missed (Redis away).
 const RECHECK_EVERY: Duration = Duration::from_secs(15);
 
-/// When connection `conn` first rechecks: spread evenly over
-/// `RECHECK_EVERY` (consecutive ids land far apart: Fibonacci hashing).
+/// When connection `conn` first rechecks: connections opened one after
+/// another (consecutive ids) are spread over `RECHECK_EVERY`.
 fn recheck_phase(conn: ConnId) -> Duration {
-    let fraction = (conn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64;
-    RECHECK_EVERY.mul_f64(fraction).max(Duration::from_millis(1))
+    RECHECK_EVERY * (1 + (conn % 1000) as u32) / 1000
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -634,8 +633,10 @@ async fn join(
         let (done, joined) = oneshot::channel();
         let command = Command::Join {
             conn,
-            outbound: outbound.clone(),
-            evict: evict.clone(),
+            outlet: Outlet {
+                queue: outbound.clone(),
+                evict: evict.clone(),
+            },
             peer: peer.clone(),
             revision,
             done,

@@ -327,8 +327,10 @@ async fn replay(url: &str) {
     handle
         .send(collab::document::Command::Join {
             conn: 1,
-            outbound,
-            evict: Default::default(),
+            outlet: collab::document::Outlet {
+                queue: outbound,
+                evict: Default::default(),
+            },
             peer: shared::protocol::Peer {
                 user: writer.id.clone(),
                 name: writer.name.clone(),

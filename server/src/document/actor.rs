@@ -40,15 +40,45 @@ pub enum Outbound {
     Close(u16, String),
 }
 
+/// A connection's way out: its queue of frames, and the bell that makes its
+/// writer close the socket (1013) at once, ahead of the queue.
+#[derive(Clone, Debug)]
+pub struct Outlet {
+    pub queue: mpsc::Sender<Outbound>,
+    pub evict: Arc<Notify>,
+}
+
+/// What became of a frame sent to an outlet.
+enum Sent {
+    Queued,
+    /// The queue was full: the bell rang, the client is being closed.
+    Evicted,
+    /// The connection is gone (its leave is on the way).
+    Gone,
+}
+
+impl Outlet {
+    /// Queues `out`. If the queue is full, rings the bell instead: a client
+    /// that missed a frame must not stay open as if it had it; it
+    /// reconnects and catches up from its revision.
+    fn send(&self, out: Outbound) -> Sent {
+        match self.queue.try_send(out) {
+            Ok(()) => Sent::Queued,
+            Err(TrySendError::Full(_)) => {
+                self.evict.notify_one();
+                Sent::Evicted
+            }
+            Err(TrySendError::Closed(_)) => Sent::Gone,
+        }
+    }
+}
+
 /// A request to a document actor.
 pub enum Command {
-    /// A connection joins (its outbound queue, who it is, its revision).
+    /// A connection joins (its outlet, who it is, its revision).
     Join {
         conn: ConnId,
-        outbound: mpsc::Sender<Outbound>,
-        /// Rung when its queue is full: the connection's writer closes the
-        /// socket (1013) without waiting for the queue.
-        evict: Arc<Notify>,
+        outlet: Outlet,
         peer: Peer,
         revision: Option<Revision>,
         done: oneshot::Sender<()>,
@@ -74,18 +104,14 @@ pub enum Command {
 }
 
 struct Connection {
-    outbound: mpsc::Sender<Outbound>,
-    evict: Arc<Notify>,
+    outlet: Outlet,
     peer: Peer,
 }
 
 impl Connection {
-    /// Closes the socket after what is queued; at once if the queue is full
-    /// (a client that stopped reading would never get to the close).
+    /// Closes the socket after what is queued (at once if the queue is full).
     fn close(&self, code: u16, reason: &str) {
-        if let Err(TrySendError::Full(_)) = self.outbound.try_send(Outbound::Close(code, reason.into())) {
-            self.evict.notify_one();
-        }
+        self.outlet.send(Outbound::Close(code, reason.into()));
     }
 }
 
@@ -285,13 +311,12 @@ impl Actor {
             match command {
                 Command::Join {
                     conn,
-                    outbound,
-                    evict,
+                    outlet,
                     peer,
                     revision,
                     done,
                 } => {
-                    let connection = Connection { outbound, evict, peer };
+                    let connection = Connection { outlet, peer };
                     self.join(conn, connection, revision, &mut outbox).await;
                     outbox.joined.push(done);
                     presence = true;
@@ -327,7 +352,7 @@ impl Actor {
                 None,
             ));
             for connection in self.connections.values() {
-                let _ = connection.outbound.try_send(Outbound::Frame(message.clone()));
+                connection.outlet.send(Outbound::Frame(message.clone()));
                 connection.close(1000, "document deleted");
             }
             return Flow::Deleted(done);
@@ -501,25 +526,19 @@ impl Actor {
             };
             for conn in conns {
                 if let Some(connection) = self.connections.get(conn) {
-                    match connection.outbound.try_send(Outbound::Frame(message.clone())) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => slow.push((*conn, true)),
-                        // It hung up; its leave is on the way.
-                        Err(TrySendError::Closed(_)) => slow.push((*conn, false)),
+                    match connection.outlet.send(Outbound::Frame(message.clone())) {
+                        Sent::Queued => {}
+                        Sent::Evicted => slow.push((*conn, true)),
+                        Sent::Gone => slow.push((*conn, false)),
                     }
                 }
             }
         }
-        // A connection that cannot keep up is closed: it missed frames, so
-        // it must not stay open as if it had them. The client reconnects
-        // and catches up from its revision, and resends what it had in flight.
-        for (conn, full) in slow {
-            if let Some(connection) = self.connections.remove(&conn) {
-                if full {
-                    connection.evict.notify_one();
-                    self.context.metrics.slow_connections.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(document = %self.id, conn, "closing a connection that fell too far behind");
-                }
+        // Either way the connection gets nothing more from this document.
+        for (conn, evicted) in slow {
+            if self.connections.remove(&conn).is_some() && evicted {
+                self.context.metrics.slow_connections.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(document = %self.id, conn, "closing a connection that fell too far behind");
             }
         }
         for done in outbox.joined {
