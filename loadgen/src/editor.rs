@@ -4,7 +4,7 @@
 //! moved close) and resends what was not acknowledged, as the browser does.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ pub struct DocumentRun {
     pub id: String,
     pub editors: usize,
     sent: Mutex<HashMap<(u64, u64), (Instant, usize)>>,
+    /// Editors connected so far (the floor's editors wait for all).
+    pub connected: AtomicUsize,
 }
 
 impl DocumentRun {
@@ -67,7 +69,36 @@ impl DocumentRun {
             id,
             editors,
             sent: Mutex::default(),
+            connected: AtomicUsize::new(0),
         }
+    }
+
+    /// Change `key` (client, seq), typed at `typed_at`, is being sent.
+    pub fn sending(&self, key: (u64, u64), typed_at: Instant, run: &Run) {
+        self.sent
+            .lock()
+            .expect("sent")
+            .insert(key, (typed_at, self.editors.saturating_sub(1)));
+        run.stats.changes_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Another editor received change `key`: its latency is counted.
+    pub fn received(&self, key: (u64, u64), run: &Run) {
+        let mut sent = self.sent.lock().expect("sent");
+        if let Some((at, left)) = sent.get_mut(&key) {
+            let micros = at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            *left -= 1;
+            if *left == 0 {
+                sent.remove(&key);
+            }
+            drop(sent);
+            run.stats.latencies.lock().expect("latencies").push(micros);
+        }
+    }
+
+    /// Changes sent that some other editor has not received.
+    pub fn undelivered(&self) -> usize {
+        self.sent.lock().expect("sent").len()
     }
 }
 
@@ -103,7 +134,7 @@ pub struct Report {
 /// 128 KiB, zero-filled again before every read: a third of the
 /// generator's CPU went to that `memset` with thousands of editors, each
 /// reading one small frame at a time. The server reads with 4 KiB too.
-fn socket_config() -> WebSocketConfig {
+pub fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default().read_buffer_size(4096)
 }
 
@@ -255,17 +286,7 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
                         ServerMessage::Accepted { change } => {
                             let Some(s) = state.as_mut() else { continue };
                             if change.client != editor.client {
-                                let key = (change.client.get(), change.seq.0);
-                                let mut sent = doc.sent.lock().expect("sent");
-                                if let Some((at, left)) = sent.get_mut(&key) {
-                                    let micros = at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                                    *left -= 1;
-                                    if *left == 0 {
-                                        sent.remove(&key);
-                                    }
-                                    drop(sent);
-                                    run.stats.latencies.lock().expect("latencies").push(micros);
-                                }
+                                doc.received((change.client.get(), change.seq.0), &run);
                             }
                             let seq = s.in_flight();
                             match s.receive(&change) {
@@ -329,11 +350,7 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
                 while let Some(change) = s.poll_send() {
                     let typed_at = pending.front().copied().unwrap_or_else(Instant::now);
                     pending.clear();
-                    doc.sent.lock().expect("sent").insert(
-                        (change.client.get(), change.seq.0),
-                        (typed_at, doc.editors.saturating_sub(1)),
-                    );
-                    run.stats.changes_sent.fetch_add(1, Ordering::Relaxed);
+                    doc.sending((change.client.get(), change.seq.0), typed_at, &run);
                     let message = ClientMessage::Submit { change };
                     if tx
                         .send(Message::text(serde_json::to_string(&message).expect("json")))

@@ -12,6 +12,11 @@
 //! server's, and every acknowledged change must be in the op log exactly
 //! once. `--ramp` adds documents step by step until p95 passes the knee.
 //!
+//! `--relay` drives the floor instead (the `relay` binary, `relay.rs`):
+//! the same editors and typing, measured the same way, against a server
+//! that only forwards frames, to tell what the machine allows from what
+//! the product costs.
+//!
 //! The server must allow the run's connections: one user opens one
 //! connection per document, all from one address (raise
 //! `COLLAB_MAX_CONNECTIONS_PER_USER` and `COLLAB_MAX_CONNECTIONS_PER_IP`).
@@ -19,6 +24,7 @@
 mod editor;
 mod http;
 mod process;
+mod relay;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +100,22 @@ struct Args {
     /// Also print the result as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Drive the floor (the `relay` binary at --url) instead of the
+    /// product: no accounts, no documents, no protocol, each change a
+    /// frame the relay sends to every editor of its room.
+    #[arg(long)]
+    relay: bool,
+}
+
+impl Args {
+    /// What the report calls the server under load.
+    fn server(&self) -> &'static str {
+        if self.relay {
+            "relay"
+        } else {
+            "collab"
+        }
+    }
 }
 
 fn main() {
@@ -149,16 +171,18 @@ async fn run(args: Args) -> Result<(), Error> {
     let started = Instant::now();
     let mut users = Vec::new();
     let mut cookies = Vec::new();
-    for j in 0..args.editors {
-        let (user, cookie) = sign_up(&host, &format!("load{run_id}e{j}")).await?;
-        users.push(user);
-        cookies.push(cookie);
+    if !args.relay {
+        for j in 0..args.editors {
+            let (user, cookie) = sign_up(&host, &format!("load{run_id}e{j}")).await?;
+            users.push(user);
+            cookies.push(cookie);
+        }
+        eprintln!(
+            "signed up {} editors in {:.1} s",
+            args.editors,
+            started.elapsed().as_secs_f64()
+        );
     }
-    eprintln!(
-        "signed up {} editors in {:.1} s",
-        args.editors,
-        started.elapsed().as_secs_f64()
-    );
     let setup = Setup {
         host: host.clone(),
         cookies,
@@ -183,11 +207,11 @@ async fn run(args: Args) -> Result<(), Error> {
         let window = Window::open(&run, &args.server_pids);
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
         let measured = window.close(&run, &args.server_pids);
-        let check = settle(&setup, &run, &mut live, finish_tx).await?;
+        let check = settle(&args, &setup, &run, &mut live, finish_tx).await?;
         report(&args, &measured, &check, &run);
         return Ok(());
     }
-    let check = settle(&setup, &run, &mut live, finish_tx).await?;
+    let check = settle(&args, &setup, &run, &mut live, finish_tx).await?;
     println!(
         "after the ramp: {} acknowledged, {} lost, {} duplicated, {} diverged, {} unsynced",
         check.acknowledged, check.lost, check.duplicated, check.diverged, check.unsynced
@@ -222,11 +246,17 @@ async fn add_documents(
     count: usize,
 ) -> Result<(), Error> {
     let first = live.len();
-    let created: Vec<Result<String, Error>> = futures_util::stream::iter(first..first + count)
-        .map(|i| create_document(args, setup, i))
-        .buffered(8)
-        .collect()
-        .await;
+    let created: Vec<Result<String, Error>> = if args.relay {
+        (first..first + count)
+            .map(|i| Ok(format!("room-{}-{i}", setup.run_id)))
+            .collect()
+    } else {
+        futures_util::stream::iter(first..first + count)
+            .map(|i| create_document(args, setup, i))
+            .buffered(8)
+            .collect()
+            .await
+    };
     let period = Duration::from_secs_f64(1.0 / args.rate);
     for (i, id) in created.into_iter().enumerate() {
         let id = id?;
@@ -239,7 +269,7 @@ async fn add_documents(
             let editor = Editor {
                 client: ClientId::new(setup.run_id * 1_000_000 + index as u64).expect("small id"),
                 line: j,
-                cookie: setup.cookies[j].clone(),
+                cookie: setup.cookies.get(j).cloned().unwrap_or_default(),
                 text: setup.text.clone(),
                 offset: (index * 7919) % setup.text.len(),
                 period,
@@ -247,7 +277,11 @@ async fn add_documents(
                 phase: period.mul_f64(((index * 7) % 1000) as f64 / 1000.0),
             };
             statuses.push(status.clone());
-            tasks.push(tokio::spawn(editor::edit(editor, run.clone(), doc.clone(), status)));
+            tasks.push(if args.relay {
+                tokio::spawn(relay::edit(editor, run.clone(), doc.clone(), status))
+            } else {
+                tokio::spawn(editor::edit(editor, run.clone(), doc.clone(), status))
+            });
         }
         live.push(Live { doc, statuses, tasks });
     }
@@ -356,8 +390,17 @@ struct Check {
 
 /// Stops typing, waits until every editor has its changes decided and has
 /// caught up with the server, then compares texts and the op log.
-async fn settle(setup: &Setup, run: &Run, live: &mut Vec<Live>, finish: watch::Sender<bool>) -> Result<Check, Error> {
+async fn settle(
+    args: &Args,
+    setup: &Setup,
+    run: &Run,
+    live: &mut Vec<Live>,
+    finish: watch::Sender<bool>,
+) -> Result<Check, Error> {
     run.typing.store(false, Ordering::Relaxed);
+    if args.relay {
+        return settle_relay(live, finish).await;
+    }
     let owner = &setup.cookies[0];
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut heads = HashMap::new();
@@ -435,12 +478,47 @@ async fn settle(setup: &Setup, run: &Run, live: &mut Vec<Live>, finish: watch::S
     Ok(check)
 }
 
+/// The floor's check: every change acknowledged (echoed) and received by
+/// every other editor of its room; the relay keeps no text to compare.
+async fn settle_relay(live: &mut Vec<Live>, finish: watch::Sender<bool>) -> Result<Check, Error> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let settled = live
+            .iter()
+            .all(|l| l.doc.undelivered() == 0 && l.statuses.iter().all(|s| s.idle.load(Ordering::Relaxed)));
+        if settled || Instant::now() >= deadline {
+            break;
+        }
+    }
+    let _ = finish.send(true);
+    let mut check = Check {
+        acknowledged: 0,
+        lost: 0,
+        duplicated: 0,
+        diverged: 0,
+        unsynced: 0,
+        typed: 0,
+    };
+    for l in live.drain(..) {
+        check.lost += l.doc.undelivered() as u64;
+        for task in l.tasks {
+            let report = task.await.map_err(|e| Error(format!("an editor failed: {e}")))?;
+            check.typed += report.typed;
+            check.unsynced += u64::from(report.unsynced);
+            check.acknowledged += report.acknowledged.len() as u64;
+        }
+    }
+    Ok(check)
+}
+
 fn report(args: &Args, m: &Measured, check: &Check, run: &Run) {
     let fmt = |v: Option<f64>, unit: &str| v.map(|v| format!("{v:.2}{unit}")).unwrap_or_else(|| "n/a".into());
     println!(
-        "collab: {} docs x {} editors x {}/s: in {:.1} changes/s, out {:.0} msgs/s, latency p50 {:.2} ms p95 {:.2} ms \
+        "{}: {} docs x {} editors x {}/s: in {:.1} changes/s, out {:.0} msgs/s, latency p50 {:.2} ms p95 {:.2} ms \
          p99 {:.2} ms max {:.2} ms, cpu {} per 1000 changes, server rss {}, conflicts {}, errors {}, lost {} \
          (generator cpu {:.2} s/s; {} acknowledged, {} typed, {} diverged, {} unsynced, {} duplicated, {} reconnects)",
+        args.server(),
         args.documents,
         args.editors,
         args.rate,
@@ -468,7 +546,7 @@ fn report(args: &Args, m: &Measured, check: &Check, run: &Run) {
         println!(
             "{}",
             serde_json::json!({
-                "server": "collab",
+                "server": args.server(),
                 "documents": args.documents,
                 "editors": args.editors,
                 "rate": args.rate,
@@ -567,7 +645,7 @@ async fn ramp(args: &Args, setup: &Setup, run: &Arc<Run>, live: &mut Vec<Live>) 
         println!(
             "{}",
             serde_json::json!({
-                "server": "collab",
+                "server": args.server(),
                 "mode": "ramp",
                 "steps": steps,
                 "knee_editors": last.editors,
