@@ -379,6 +379,7 @@ impl Measured {
 }
 
 /// The check after the run.
+#[derive(Default)]
 struct Check {
     acknowledged: u64,
     lost: u64,
@@ -435,14 +436,7 @@ async fn settle(
         }
     }
     let _ = finish.send(true);
-    let mut check = Check {
-        acknowledged: 0,
-        lost: 0,
-        duplicated: 0,
-        diverged: 0,
-        unsynced: 0,
-        typed: 0,
-    };
+    let mut check = Check::default();
     for l in live.drain(..) {
         let mut log: HashMap<(u64, u64), u32> = HashMap::new();
         let mut after = 0;
@@ -492,14 +486,7 @@ async fn settle_relay(live: &mut Vec<Live>, finish: watch::Sender<bool>) -> Resu
         }
     }
     let _ = finish.send(true);
-    let mut check = Check {
-        acknowledged: 0,
-        lost: 0,
-        duplicated: 0,
-        diverged: 0,
-        unsynced: 0,
-        typed: 0,
-    };
+    let mut check = Check::default();
     for l in live.drain(..) {
         check.lost += l.doc.undelivered() as u64;
         for task in l.tasks {
