@@ -292,20 +292,22 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
     let (outbound, queue) = mpsc::channel::<Outbound>(state.config.documents.outbound_queue);
     let evict = Arc::new(Notify::new());
     let mut writer = spawn_writer(sink, queue, evict.clone());
+    // What every document this connection joins holds of it.
+    let outlet = Outlet { queue: outbound, evict };
     let mut writer_done = false;
     let Caller { session, permit } = caller;
     if permit.is_none() {
         reply_error(
-            &outbound,
+            &outlet.queue,
             ErrorCode::TooManyConnections,
             "too many open connections for this account or address; close some tabs or try again later",
             None,
         );
-        let _ = outbound.try_send(Outbound::Close(
+        let _ = outlet.queue.try_send(Outbound::Close(
             close::TOO_MANY_CONNECTIONS,
             "too many connections".into(),
         ));
-        drop(outbound);
+        drop(outlet);
         let _ = writer.await;
         return;
     }
@@ -341,10 +343,10 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             }
             event = events.recv() => {
                 ending = match event {
-                    Ok(event) => heard(&state, conn, &session, &mut joined, &outbound, event).await,
+                    Ok(event) => heard(&state, conn, &session, &mut joined, &outlet.queue, event).await,
                     // Missed events: ask the database instead.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        recheck_access(&state, conn, &session, &mut joined, &outbound).await
+                        recheck_access(&state, conn, &session, &mut joined, &outlet.queue).await
                     }
                     Err(broadcast::error::RecvError::Closed) => {
                         events = state.documents.access().subscribe();
@@ -361,7 +363,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 break;
             }
             _ = recheck.tick(), if rechecking => {
-                ending = recheck_access(&state, conn, &session, &mut joined, &outbound).await;
+                ending = recheck_access(&state, conn, &session, &mut joined, &outlet.queue).await;
                 if ending.is_some() {
                     break;
                 }
@@ -372,7 +374,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(_)) => {
                 reply_error(
-                    &outbound,
+                    &outlet.queue,
                     ErrorCode::BadMessage,
                     "binary frames are not part of the protocol",
                     None,
@@ -384,7 +386,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             Err(error) => {
                 let message = error.to_string();
                 if message.contains("too long") || message.contains("Space limit") || message.contains("too big") {
-                    let _ = outbound.try_send(Outbound::Close(1009, "message too large".into()));
+                    let _ = outlet.queue.try_send(Outbound::Close(1009, "message too large".into()));
                 }
                 tracing::debug!(conn, %message, "connection read failed");
                 break;
@@ -394,7 +396,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             Ok(parsed) => parsed,
             Err(error) => {
                 reply_error(
-                    &outbound,
+                    &outlet.queue,
                     ErrorCode::BadMessage,
                     &format!("not a protocol message: {error}"),
                     None,
@@ -409,7 +411,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 ClientMessage::Join { .. } => None,
             };
             reply_error(
-                &outbound,
+                &outlet.queue,
                 ErrorCode::RateLimited,
                 "too many messages; this one was not applied: send it again in a moment",
                 seq,
@@ -425,7 +427,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             } => {
                 if pinned.as_ref().is_some_and(|p| *p != document) {
                     reply_error(
-                        &outbound,
+                        &outlet.queue,
                         ErrorCode::BadMessage,
                         "this socket is for another document",
                         None,
@@ -439,7 +441,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                     Ok(role) => role,
                     Err(Error::UnknownDocument(_)) => {
                         reply_error(
-                            &outbound,
+                            &outlet.queue,
                             ErrorCode::UnknownDocument,
                             &format!("no document {document}"),
                             None,
@@ -449,7 +451,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                     Err(error) => {
                         tracing::warn!(conn, %document, %error, "role lookup failed");
                         reply_error(
-                            &outbound,
+                            &outlet.queue,
                             ErrorCode::Internal,
                             "the document is unavailable; try again",
                             None,
@@ -463,7 +465,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                     color: session.user.color.clone(),
                     role,
                 };
-                match join(&state, conn, &document, peer, revision, &outbound, &evict).await {
+                match join(&state, conn, &document, peer, revision, &outlet).await {
                     Ok(handle) => {
                         joined = Some(Joined {
                             document,
@@ -473,7 +475,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                         })
                     }
                     Err(Error::UnknownDocument(_)) => reply_error(
-                        &outbound,
+                        &outlet.queue,
                         ErrorCode::UnknownDocument,
                         &format!("no document {document}"),
                         None,
@@ -481,7 +483,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                     Err(error) => {
                         tracing::warn!(conn, %document, %error, "join failed");
                         reply_error(
-                            &outbound,
+                            &outlet.queue,
                             ErrorCode::Internal,
                             "the document is unavailable; try again",
                             None,
@@ -492,7 +494,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             ClientMessage::Submit { change } => {
                 let Some(session) = &joined else {
                     reply_error(
-                        &outbound,
+                        &outlet.queue,
                         ErrorCode::NotJoined,
                         "join a document first",
                         Some(change.seq),
@@ -501,7 +503,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 };
                 if change.client != session.client {
                     reply_error(
-                        &outbound,
+                        &outlet.queue,
                         ErrorCode::NotJoined,
                         "the change's client is not the joined one",
                         Some(change.seq),
@@ -510,7 +512,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 }
                 if session.role < Role::Editor {
                     reply_error(
-                        &outbound,
+                        &outlet.queue,
                         ErrorCode::Forbidden,
                         "you may view this document but not change it",
                         Some(change.seq),
@@ -525,19 +527,21 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 if session.handle.send(command).await.is_err() {
                     // The actor stopped: make the client reconnect and resend.
                     tracing::warn!(conn, document = %session.document, "document actor gone");
-                    let _ = outbound.try_send(Outbound::Close(1011, "document unavailable; reconnect".into()));
+                    let _ = outlet
+                        .queue
+                        .try_send(Outbound::Close(1011, "document unavailable; reconnect".into()));
                     break;
                 }
             }
         }
     }
     if let Some(Ending::Close(code, reason)) = ending {
-        let _ = outbound.try_send(Outbound::Close(code, reason.into()));
+        let _ = outlet.queue.try_send(Outbound::Close(code, reason.into()));
     }
     if let Some(session) = joined {
         let _ = session.handle.send(Command::Leave { conn }).await;
     }
-    drop(outbound);
+    drop(outlet);
     if !writer_done {
         let _ = writer.await;
     }
@@ -625,18 +629,14 @@ async fn join(
     document: &str,
     peer: Peer,
     revision: Option<Revision>,
-    outbound: &mpsc::Sender<Outbound>,
-    evict: &Arc<Notify>,
+    outlet: &Outlet,
 ) -> Result<DocumentHandle, Error> {
     for _ in 0..3 {
         let handle = state.documents.handle(document).await?;
         let (done, joined) = oneshot::channel();
         let command = Command::Join {
             conn,
-            outlet: Outlet {
-                queue: outbound.clone(),
-                evict: evict.clone(),
-            },
+            outlet: outlet.clone(),
             peer: peer.clone(),
             revision,
             done,
