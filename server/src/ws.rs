@@ -313,7 +313,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
     }
     state.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let author = Author::new(&session.user.name);
-    let mut events = state.documents.access().subscribe();
+    let mut events = state.documents.access().listen(&session.user.id, &session.token_hash);
     let mut rate = RateLimit::new(state.config.security.max_messages_per_sec);
     let expires = tokio::time::Instant::now()
         + Duration::from_millis((session.expires_at - crate::store::now_ms()).max(0) as u64);
@@ -349,7 +349,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                         recheck_access(&state, conn, &session, &mut joined, &outlet.queue).await
                     }
                     Err(broadcast::error::RecvError::Closed) => {
-                        events = state.documents.access().subscribe();
+                        events = state.documents.access().listen(&session.user.id, &session.token_hash);
                         None
                     }
                 };
