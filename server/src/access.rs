@@ -205,3 +205,64 @@ impl Access {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn member(user: &str) -> AccessEvent {
+        AccessEvent::Member {
+            document: "d".into(),
+            user: user.into(),
+            role: None,
+        }
+    }
+
+    async fn next(listening: &mut Listening) -> Option<AccessEvent> {
+        tokio::time::timeout(Duration::from_millis(50), listening.recv())
+            .await
+            .ok()
+            .map(|event| event.expect("no lag"))
+    }
+
+    #[tokio::test]
+    async fn an_event_reaches_only_the_connections_it_concerns() {
+        let access = Access::local();
+        let mut ann = access.listen("ann", "ann-1");
+        let mut ann_again = access.listen("ann", "ann-2");
+        let mut bob = access.listen("bob", "bob-1");
+
+        access.publish(member("ann")).await;
+        assert_eq!(next(&mut ann).await, Some(member("ann")));
+        assert_eq!(next(&mut ann_again).await, Some(member("ann")));
+        assert_eq!(next(&mut bob).await, None, "bob's connection is not woken");
+
+        let signed_out = AccessEvent::Session {
+            token_hash: "ann-2".into(),
+        };
+        access.publish(signed_out.clone()).await;
+        assert_eq!(next(&mut ann_again).await, Some(signed_out));
+        assert_eq!(next(&mut ann).await, None, "another session of the same user");
+        assert_eq!(next(&mut bob).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_channel_goes_with_its_last_connection() {
+        let access = Access::local();
+        let channels = || access.local.0.lock().unwrap().len();
+        let first = access.listen("ann", "ann-1");
+        let second = access.listen("ann", "ann-2");
+        assert_eq!(channels(), 3, "ann, and each of her two sessions");
+        drop(first);
+        assert_eq!(channels(), 2, "ann's channel stays for her other connection");
+        drop(second);
+        assert_eq!(channels(), 0);
+        // Nobody listening: the event is dropped, and a later listener
+        // does not get it.
+        access.publish(member("ann")).await;
+        let mut late = access.listen("ann", "ann-3");
+        assert_eq!(next(&mut late).await, None);
+    }
+}
