@@ -91,30 +91,32 @@ impl Listeners {
 
 /// What one connection hears: the events of its user and of its session.
 pub struct Listening {
-    listeners: Arc<Listeners>,
-    keys: [String; 2],
-    user: Option<broadcast::Receiver<AccessEvent>>,
-    session: Option<broadcast::Receiver<AccessEvent>>,
+    // Fields drop in order: the receivers go first, so that `_forget`
+    // finds the channels without them.
+    user: broadcast::Receiver<AccessEvent>,
+    session: broadcast::Receiver<AccessEvent>,
+    _forget: Forget,
 }
 
 impl Listening {
     /// The next event; `Lagged` when some were missed (the connection fell
     /// behind), so the caller asks the database instead.
     pub async fn recv(&mut self) -> Result<AccessEvent, broadcast::error::RecvError> {
-        let (Some(user), Some(session)) = (&mut self.user, &mut self.session) else {
-            return std::future::pending().await;
-        };
         tokio::select! {
-            event = user.recv() => event,
-            event = session.recv() => event,
+            event = self.user.recv() => event,
+            event = self.session.recv() => event,
         }
     }
 }
 
-impl Drop for Listening {
+/// Forgets a connection's channels, if it was their last listener.
+struct Forget {
+    listeners: Arc<Listeners>,
+    keys: [String; 2],
+}
+
+impl Drop for Forget {
     fn drop(&mut self) {
-        self.user = None;
-        self.session = None;
         let [user, session] = &self.keys;
         self.listeners.forget([user, session]);
     }
@@ -198,10 +200,12 @@ impl Access {
     pub fn listen(&self, user: &str, token_hash: &str) -> Listening {
         let keys = [user_key(user), session_key(token_hash)];
         Listening {
-            user: Some(self.local.subscribe(keys[0].clone())),
-            session: Some(self.local.subscribe(keys[1].clone())),
-            listeners: self.local.clone(),
-            keys,
+            user: self.local.subscribe(keys[0].clone()),
+            session: self.local.subscribe(keys[1].clone()),
+            _forget: Forget {
+                listeners: self.local.clone(),
+                keys,
+            },
         }
     }
 }
