@@ -44,6 +44,7 @@ async fn queries(store: &Store) {
         Some((Revision(0), "abc".into()))
     );
 
+    let created_at = meta.updated_at;
     let one = accepted(1, Delta::splice(3, 3, 0, "d").unwrap());
     let two = accepted(2, Delta::splice(4, 0, 1, "").unwrap());
     let rejected = RejectedChange {
@@ -97,12 +98,23 @@ async fn queries(store: &Store) {
         (back[0].client, back[0].seq, &back[0].verdict),
         (rejected.client, rejected.seq, &rejected.verdict)
     );
-    assert_eq!(store.document("doc1").await.unwrap().unwrap().head, Revision(2));
+    let meta = store.document("doc1").await.unwrap().unwrap();
+    assert_eq!(meta.head, Revision(2));
+    assert_eq!(meta.updated_at, created_at, "appends leave updated_at to the snapshots");
 
     store
-        .save_snapshot("doc1", Revision(2), "bcd", Revision(0))
+        .save_snapshot("doc1", Revision(2), "bcd", Revision(0), created_at + 5_000)
         .await
         .unwrap();
+    let updated_at = |store: &Store| {
+        let store = store.clone();
+        async move { store.document("doc1").await.unwrap().unwrap().updated_at }
+    };
+    assert_eq!(
+        updated_at(store).await,
+        created_at + 5_000,
+        "a snapshot sets the time of its last change"
+    );
     assert_eq!(
         store.snapshot_at_or_before("doc1", Revision(5)).await.unwrap(),
         Some((Revision(2), "bcd".into()))
@@ -113,10 +125,15 @@ async fn queries(store: &Store) {
     );
     // Keeping from revision 2 drops what is older than the snapshot at 2.
     store
-        .save_snapshot("doc1", Revision(2), "bcd", Revision(2))
+        .save_snapshot("doc1", Revision(2), "bcd", Revision(2), created_at + 1_000)
         .await
         .unwrap();
     assert_eq!(store.snapshot_at_or_before("doc1", Revision(1)).await.unwrap(), None);
+    assert_eq!(
+        updated_at(store).await,
+        created_at + 5_000,
+        "updated_at never goes back"
+    );
 
     assert!(store.rename("doc1", "Renamed").await.unwrap());
     assert!(!store.rename("nope", "x").await.unwrap());
@@ -174,7 +191,7 @@ async fn concurrent_appends(store: &Store) {
                 if revision % 5 == 0 {
                     let text = "x".repeat(revision as usize);
                     store
-                        .save_snapshot(&id, Revision(revision), &text, Revision(revision))
+                        .save_snapshot(&id, Revision(revision), &text, Revision(revision), revision as i64)
                         .await
                         .unwrap();
                 }

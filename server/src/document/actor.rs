@@ -144,6 +144,9 @@ pub(super) struct Actor {
     cached_revision: Revision,
     /// Snapshot ticks since the last database snapshot.
     ticks: u32,
+    /// When the last accepted change was made durable (ms since the epoch):
+    /// the document's `updated_at`, written with its next snapshot.
+    changed_at: i64,
 }
 
 fn frame(message: &ServerMessage) -> Utf8Bytes {
@@ -201,6 +204,7 @@ impl Actor {
             fence,
             connections: HashMap::new(),
             ticks: 0,
+            changed_at: meta.updated_at,
         })
     }
 
@@ -497,6 +501,9 @@ impl Actor {
             {
                 Ok(()) => {
                     self.context.metrics.append_latency.observe(started.elapsed());
+                    if !accepted.is_empty() {
+                        self.changed_at = crate::store::now_ms();
+                    }
                     self.context
                         .metrics
                         .accepted
@@ -556,7 +563,9 @@ impl Actor {
     /// cluster mode to the Redis cache every tick; to the database every
     /// `db_snapshot_every` ticks, and on `last` whatever the tick. (Embedded,
     /// the live actor is the cache.) The op log holds every change, so a
-    /// snapshot only shortens loading.
+    /// snapshot only shortens loading. A database snapshot also sets the
+    /// document's `updated_at` (what the home page lists by) to the time of
+    /// its last change.
     async fn snapshot(&mut self, last: bool) {
         let revision = self.doc.revision();
         let settings = &self.context.settings;
@@ -581,7 +590,7 @@ impl Actor {
             match self
                 .context
                 .store
-                .save_snapshot(&self.id, revision, &text, keep_from)
+                .save_snapshot(&self.id, revision, &text, keep_from, self.changed_at)
                 .await
             {
                 Ok(()) => self.snapshot_revision = revision,

@@ -45,6 +45,7 @@ pub enum Write {
         revision: Revision,
         text: String,
         keep_from: Revision,
+        changed_at: i64,
     },
 }
 
@@ -154,6 +155,7 @@ struct Statements<'c> {
     insert_rejected: CachedStatement<'c>,
     upsert_snapshot: CachedStatement<'c>,
     prune_snapshots: CachedStatement<'c>,
+    touch: CachedStatement<'c>,
 }
 
 impl<'c> Statements<'c> {
@@ -161,10 +163,9 @@ impl<'c> Statements<'c> {
         Ok(Statements {
             // The fence and head checks of [`super::append_in`].
             advance_head: db.prepare_cached(
-                "UPDATE documents SET updated_at = ?1, head_revision = ?2 \
-                 WHERE id = ?3 AND fence = ?4 AND head_revision = ?5",
+                "UPDATE documents SET head_revision = ?1 WHERE id = ?2 AND fence = ?3 AND head_revision = ?4",
             )?,
-            check_fence: db.prepare_cached("UPDATE documents SET updated_at = ?1 WHERE id = ?2 AND fence = ?3")?,
+            check_fence: db.prepare_cached(super::CHECK_FENCE)?,
             insert_op: db.prepare_cached(
                 "INSERT INTO op_log (document_id, revision, client_id, seq, author, delta, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -179,6 +180,7 @@ impl<'c> Statements<'c> {
                  ON CONFLICT (document_id, revision) DO UPDATE SET text = excluded.text",
             )?,
             prune_snapshots: db.prepare_cached(super::PRUNE_SNAPSHOTS)?,
+            touch: db.prepare_cached(super::TOUCH)?,
         })
     }
 
@@ -194,13 +196,12 @@ impl<'c> Statements<'c> {
             } => {
                 let matched = match (accepted.first(), accepted.last()) {
                     (Some(first), Some(last)) => self.advance_head.execute(params![
-                        now,
                         last.revision.0 as i64,
                         id,
                         fence.0,
                         first.revision.0 as i64 - 1
                     ])?,
-                    _ => self.check_fence.execute(params![now, id, fence.0])?,
+                    _ => self.check_fence.execute(params![id, fence.0])?,
                 };
                 if matched != 1 {
                     return Ok(Err(Error::Fenced(id.clone())));
@@ -235,10 +236,12 @@ impl<'c> Statements<'c> {
                 revision,
                 text,
                 keep_from,
+                changed_at,
             } => {
                 self.upsert_snapshot
                     .execute(params![id, revision.0 as i64, text, now])?;
                 self.prune_snapshots.execute(params![id, keep_from.0 as i64])?;
+                self.touch.execute(params![changed_at, id])?;
             }
         }
         Ok(Ok(()))
