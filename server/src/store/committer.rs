@@ -97,9 +97,10 @@ const LOCK_TRIES: i32 = 100_000;
 
 /// SQLite's busy handler for the group commit: try again every
 /// [`LOCK_POLL`]. SQLite's own (`busy_timeout`) sleeps 1, 2, 5, 10, 15 ms
-/// and so on between tries, so a pool write holding the lock for a
-/// millisecond could stall the group commit, and with it every document's
-/// typing, for 3 to 18 ms.
+/// and so on between tries, so the group commit, and with it every
+/// document's typing, could sleep up to twice as long as a pool write held
+/// the lock (in a ramp of 2,500 to 3,500 editors: 487 sleeps, 2.4 s of
+/// 75 s; 1.45 s with this handler).
 fn wait_for_lock(tries: i32) -> bool {
     std::thread::sleep(LOCK_POLL);
     tries < LOCK_TRIES
