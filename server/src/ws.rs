@@ -57,13 +57,22 @@ struct Caller {
 }
 
 /// The handshake's checks: an allowed `Origin`, a session, and the limits.
-fn admit(state: &AppState, headers: &HeaderMap, peer: PeerAddr, session: Option<Session>) -> Result<Caller, Response> {
+/// A refusal is the response to send (boxed: a `Response` is large, and the
+/// caller is the common case).
+fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: PeerAddr,
+    session: Option<Session>,
+) -> Result<Caller, Box<Response>> {
     let security = &state.config.security;
     if !origin_allowed(headers, security) {
         state.metrics.refused_origins.fetch_add(1, Ordering::Relaxed);
-        return Err(Error::Forbidden("this origin may not open the editor's WebSocket".into()).into_response());
+        return Err(Box::new(
+            Error::Forbidden("this origin may not open the editor's WebSocket".into()).into_response(),
+        ));
     }
-    let session = session.ok_or_else(|| Error::Unauthorized.into_response())?;
+    let session = session.ok_or_else(|| Box::new(Error::Unauthorized.into_response()))?;
     let ip = client_ip(headers, peer, security);
     let permit = state.limits.admit(&session.user.id, &ip, security);
     if permit.is_none() {
@@ -82,7 +91,7 @@ pub async fn upgrade(
 ) -> Response {
     let caller = match admit(&state, &headers, peer, session) {
         Ok(caller) => caller,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let limit = state.config.max_message_bytes;
     sized(ws, limit).on_upgrade(move |socket| connection(socket, state, caller, None))
@@ -121,7 +130,7 @@ pub async fn upgrade_document(
 ) -> Response {
     let caller = match admit(&state, &headers, peer, session) {
         Ok(caller) => caller,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(error) = state.documents.role(&caller.session.user, &document).await {
         return error.into_response();

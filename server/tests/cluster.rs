@@ -38,8 +38,8 @@ async fn fifty_documents_survive_a_killed_app_server() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (d, id) in documents.iter().enumerate() {
-        for c in 0..CLIENTS {
-            let (addr, id, account) = (addr.clone(), id.clone(), editors[c].clone());
+        for (c, account) in editors.iter().enumerate().take(CLIENTS) {
+            let (addr, id, account) = (addr.clone(), id.clone(), account.clone());
             tasks.push(tokio::spawn(async move {
                 let mut client = ClusterClient::new(&addr, &id, 1 + (d * CLIENTS + c) as u64, &account);
                 let mut rng = Rng(0x5EED + (d * CLIENTS + c) as u64);

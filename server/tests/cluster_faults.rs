@@ -26,8 +26,8 @@ fn typists(
 ) -> Vec<tokio::task::JoinHandle<ClusterClient>> {
     let mut tasks = Vec::new();
     for (d, id) in documents.iter().enumerate() {
-        for c in 0..CLIENTS {
-            let (addr, id, stop, account) = (addr.to_owned(), id.clone(), stop.clone(), editors[c].clone());
+        for (c, account) in editors.iter().enumerate().take(CLIENTS) {
+            let (addr, id, stop, account) = (addr.to_owned(), id.clone(), stop.clone(), account.clone());
             tasks.push(tokio::spawn(async move {
                 let mut client = ClusterClient::new(&addr, &id, 500 + (d * CLIENTS + c) as u64, &account);
                 client.ensure_connected(deadline).await;
