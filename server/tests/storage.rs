@@ -25,6 +25,10 @@ fn accepted(revision: u64, delta: Delta) -> AcceptedChange {
     }
 }
 
+async fn doc1_updated_at(store: &Store) -> i64 {
+    store.document("doc1").await.unwrap().unwrap().updated_at
+}
+
 /// The store's queries, one by one.
 async fn queries(store: &Store) {
     let meta = store
@@ -106,12 +110,8 @@ async fn queries(store: &Store) {
         .save_snapshot("doc1", Revision(2), "bcd", Revision(0), created_at + 5_000)
         .await
         .unwrap();
-    let updated_at = |store: &Store| {
-        let store = store.clone();
-        async move { store.document("doc1").await.unwrap().unwrap().updated_at }
-    };
     assert_eq!(
-        updated_at(store).await,
+        doc1_updated_at(store).await,
         created_at + 5_000,
         "a snapshot sets the time of its last change"
     );
@@ -130,7 +130,7 @@ async fn queries(store: &Store) {
         .unwrap();
     assert_eq!(store.snapshot_at_or_before("doc1", Revision(1)).await.unwrap(), None);
     assert_eq!(
-        updated_at(store).await,
+        doc1_updated_at(store).await,
         created_at + 5_000,
         "updated_at never goes back"
     );

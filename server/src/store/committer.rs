@@ -79,7 +79,7 @@ impl Committer {
 
 /// The committer's connection, set up as sqlx sets up the pool's: WAL,
 /// `synchronous = FULL`, foreign keys enforced; and a busy handler of its
-/// own (below) that waits up to 10 s.
+/// own (below) that gives up after 10 s of sleeping.
 fn open(path: &Path) -> Result<Connection, Error> {
     let db = Connection::open(path)?;
     db.busy_handler(Some(wait_for_lock))?;
@@ -91,7 +91,8 @@ fn open(path: &Path) -> Result<Connection, Error> {
 
 /// How long the group commit sleeps between tries while the pool holds
 /// SQLite's write lock (opening a document takes its fence there, a share
-/// adds a member), and how many tries make the 10 s it waits at most.
+/// adds a member), and how many tries it makes: 10 s of sleeping, longer
+/// when the thread wakes late on a busy machine.
 const LOCK_POLL: Duration = Duration::from_micros(100);
 const LOCK_TRIES: i32 = 100_000;
 
@@ -182,9 +183,7 @@ impl<'c> Statements<'c> {
     fn prepare(db: &'c Connection) -> Result<Statements<'c>, Error> {
         Ok(Statements {
             // The fence and head checks of [`super::append_in`].
-            advance_head: db.prepare_cached(
-                "UPDATE documents SET head_revision = ?1 WHERE id = ?2 AND fence = ?3 AND head_revision = ?4",
-            )?,
+            advance_head: db.prepare_cached(super::ADVANCE_HEAD)?,
             check_fence: db.prepare_cached(super::CHECK_FENCE)?,
             insert_op: db.prepare_cached(
                 "INSERT INTO op_log (document_id, revision, client_id, seq, author, delta, created_at) \

@@ -450,27 +450,20 @@ async fn append_in<C: ConnectionTrait>(
     // appenders queue behind each other, and it checks the fence (and the
     // head, which it advances). It leaves `updated_at` alone: that is an
     // indexed column, written with the snapshots (see [`TOUCH`]).
-    let matched = match (accepted.first(), accepted.last()) {
-        (Some(first), Some(last)) => {
-            document::Entity::update_many()
-                .col_expr(document::Column::HeadRevision, (last.revision.0 as i64).into())
-                .filter(document::Column::Id.eq(id))
-                .filter(document::Column::Fence.eq(fence.0))
-                .filter(document::Column::HeadRevision.eq(first.revision.0 as i64 - 1))
-                .exec(txn)
-                .await?
-                .rows_affected
-        }
-        _ => txn
-            .execute_raw(Statement::from_sql_and_values(
-                txn.get_database_backend(),
-                CHECK_FENCE,
-                [id.into(), fence.0.into()],
-            ))
-            .await?
-            .rows_affected(),
+    let check = match (accepted.first(), accepted.last()) {
+        (Some(first), Some(last)) => Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            ADVANCE_HEAD,
+            [
+                (last.revision.0 as i64).into(),
+                id.into(),
+                fence.0.into(),
+                (first.revision.0 as i64 - 1).into(),
+            ],
+        ),
+        _ => Statement::from_sql_and_values(txn.get_database_backend(), CHECK_FENCE, [id.into(), fence.0.into()]),
     };
-    if matched != 1 {
+    if txn.execute_raw(check).await?.rows_affected() != 1 {
         return Ok(false);
     }
     if !accepted.is_empty() {
@@ -534,6 +527,13 @@ fn rejected_rows<'a>(
 /// bound first) and [`snapshot_in`]'s.
 const PRUNE_SNAPSHOTS: &str = "DELETE FROM snapshots WHERE document_id = $1 AND revision < \
      (SELECT MAX(revision) FROM snapshots WHERE document_id = $1 AND revision <= $2)";
+
+/// The fence and head check of an append (here and in the group commit):
+/// the head moves from the revision before its first change to its last,
+/// only if the document still carries the appender's fence. Parameters:
+/// the new head, the id, the fence, the head expected.
+const ADVANCE_HEAD: &str =
+    "UPDATE documents SET head_revision = $1 WHERE id = $2 AND fence = $3 AND head_revision = $4";
 
 /// The fence check of an append with no accepted change (only rejected
 /// ones): a row update, for its lock, that changes nothing.
