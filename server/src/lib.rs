@@ -4,7 +4,8 @@
 //! - [`store`]: the database (sea-orm; SQLite or PostgreSQL) and its migrations.
 //! - [`document`]: the registry of open documents and their actors, each the
 //!   only writer of its document.
-//! - [`ws`]: the WebSocket protocol (`docs/PROTOCOL.md`).
+//! - [`ws`]: the WebSocket protocol (`docs/PROTOCOL.md`); [`outlet`]: a
+//!   connection's way out, written straight into its socket when idle.
 //! - [`api`]: documents over HTTP.
 //! - [`auth`]: accounts and sessions; [`auth_routes`]: the same over HTTP,
 //!   and share links.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod document;
 pub mod error;
 pub mod metrics;
+pub mod outlet;
 pub mod security;
 pub mod store;
 pub mod ws;

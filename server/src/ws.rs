@@ -3,14 +3,14 @@
 //! The handshake needs a session cookie and an allowed `Origin`, and counts
 //! against the connections allowed per user and per address. Each
 //! connection then has a reader (this task: parse, check the rate and the
-//! caller's role, forward to the document actor) and a writer (a task
-//! draining the connection's outbound queue, which the actor fills). Access
+//! caller's role, forward to the document actor) and an outlet (its
+//! document's actor writes frames straight into the socket; a writer task
+//! finishes what the socket could not take at once). Access
 //! changes (a role changed or taken away, a session ended) reach the
 //! reader at once and close or downgrade the connection. Bad input is
 //! answered with an error frame and changes nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -18,18 +18,18 @@ use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use shared::api::Role;
 use shared::protocol::{close, ClientMessage, ErrorCode, Peer, ServerMessage};
 use shared::{Author, ClientId, Revision};
-use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, oneshot};
 
 use crate::access::AccessEvent;
 use crate::auth::Session;
 use crate::document::actor::MOVED;
-use crate::document::{Command, ConnId, DocumentHandle, Outbound, Outlet, Route};
+use crate::document::{Command, ConnId, DocumentHandle, Outlet, Route};
 use crate::error::Error;
+use crate::outlet::{Ended, Pings};
 use crate::security::{client_ip, origin_allowed, MaybeUser, PeerAddr, Permit, RateLimit};
 use crate::AppState;
 
@@ -189,134 +189,51 @@ enum Ending {
 /// reconnecting with back-off and catching up from their revision.
 const TOO_FAR_BEHIND: u16 = 1013;
 
-/// The writer: drains the outbound queue into the socket, pinging when idle.
-/// When `evict` rings (its document found the queue full), it stops at once,
-/// even in the middle of a write a peer that no longer reads keeps waiting,
-/// says 1013 if the socket still takes it, and ends; the reader then ends
-/// too and the socket closes.
-fn spawn_writer(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Outbound>,
-    evict: Arc<Notify>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        // Pings keep an idle connection alive through proxies (nginx times
-        // out an upstream that says nothing) and show a dead peer.
-        // A busy connection is not pinged: under load that would be one
-        // more frame each way per connection every PING_EVERY.
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.tick().await;
-        let mut last_write = tokio::time::Instant::now();
-        // One waiter for the whole connection (not one per frame written).
-        let evicted = evict.notified();
-        tokio::pin!(evicted);
-        let mut too_far_behind = false;
-        loop {
-            let out = tokio::select! {
-                out = queue.recv() => match out {
-                    Some(out) => out,
-                    None => break,
-                },
-                () = &mut evicted => {
-                    too_far_behind = true;
-                    break;
-                }
-                _ = ping.tick() => {
-                    if last_write.elapsed() < PING_EVERY {
-                        continue;
-                    }
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
-                        break;
-                    }
-                    last_write = tokio::time::Instant::now();
-                    continue;
-                }
-            };
-            let written = tokio::select! {
-                written = write_queued(&mut sink, &mut queue, out) => written,
-                () = &mut evicted => {
-                    too_far_behind = true;
-                    break;
-                }
-            };
-            match written {
-                Ok(Written::Open) => last_write = tokio::time::Instant::now(),
-                Ok(Written::Closing) | Err(()) => break,
-            }
-        }
-        if too_far_behind {
-            let close = Message::Close(Some(CloseFrame {
-                code: TOO_FAR_BEHIND,
-                reason: "too far behind; reconnect to catch up".into(),
-            }));
-            let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
-        }
-        // A peer that stopped reading would keep the closing handshake waiting.
-        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-    })
-}
-
 /// How long a closing socket waits for its peer to take the last frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// What the socket is after a write.
-enum Written {
-    Open,
-    /// A close frame went out.
-    Closing,
+/// A close frame.
+fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
 }
 
-/// Writes `first` and everything queued behind it in one flush: under load
-/// a busy document's frames pile up, and each write is a system call.
-async fn write_queued(
-    sink: &mut SplitSink<WebSocket, Message>,
-    queue: &mut mpsc::Receiver<Outbound>,
-    first: Outbound,
-) -> Result<Written, ()> {
-    let mut next = Some(first);
-    let mut written = Written::Open;
-    while let Some(out) = next.take() {
-        let message = match out {
-            Outbound::Frame(text) => Message::Text(text),
-            Outbound::Close(code, reason) => {
-                written = Written::Closing;
-                Message::Close(Some(CloseFrame {
-                    code,
-                    reason: reason.into(),
-                }))
-            }
-        };
-        sink.feed(message).await.map_err(|_| ())?;
-        if matches!(written, Written::Open) {
-            next = queue.try_recv().ok();
-        }
-    }
-    sink.flush().await.map_err(|_| ())?;
-    Ok(written)
+/// Starts the connection's outlet on the socket's sink and its writer
+/// task: the writer writes what the outlet could not write at once, pings
+/// the connection when idle (through proxies, nginx times out an upstream
+/// that says nothing; a dead peer shows), and says 1013 when the outlet's
+/// queue fills.
+fn open_outlet(
+    sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    queue: usize,
+) -> (Outlet, tokio::task::JoinHandle<Ended>) {
+    let (outlet, writer) = Outlet::new(Box::pin(sink.sink_map_err(|_| ())), queue);
+    let pings = Pings {
+        every: PING_EVERY,
+        ping: || Message::Ping(Default::default()),
+    };
+    let evicted = close_frame(TOO_FAR_BEHIND, "too far behind; reconnect to catch up");
+    let writer = tokio::spawn(writer.run(Some(pings), evicted, CLOSE_GRACE));
+    (outlet, writer)
 }
 
 async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: Option<String>) {
     let conn: ConnId = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let (sink, mut stream) = socket.split();
-    let (outbound, queue) = mpsc::channel::<Outbound>(state.config.documents.outbound_queue);
-    let evict = Arc::new(Notify::new());
-    let mut writer = spawn_writer(sink, queue, evict.clone());
     // What every document this connection joins holds of it.
-    let outlet = Outlet { queue: outbound, evict };
+    let (outlet, mut writer) = open_outlet(sink, state.config.documents.outbound_queue);
     let mut writer_done = false;
     let Caller { session, permit } = caller;
     if permit.is_none() {
         reply_error(
-            &outlet.queue,
+            &outlet,
             ErrorCode::TooManyConnections,
             "too many open connections for this account or address; close some tabs or try again later",
             None,
         );
-        let _ = outlet.queue.try_send(Outbound::Close(
-            close::TOO_MANY_CONNECTIONS,
-            "too many connections".into(),
-        ));
-        drop(outlet);
+        outlet.close_with(close_frame(close::TOO_MANY_CONNECTIONS, "too many connections"));
         let _ = writer.await;
         return;
     }
@@ -352,10 +269,10 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             }
             event = events.recv() => {
                 ending = match event {
-                    Ok(event) => heard(&state, conn, &session, &mut joined, &outlet.queue, event).await,
+                    Ok(event) => heard(&state, conn, &session, &mut joined, &outlet, event).await,
                     // Missed events: ask the database instead.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        recheck_access(&state, conn, &session, &mut joined, &outlet.queue).await
+                        recheck_access(&state, conn, &session, &mut joined, &outlet).await
                     }
                     Err(broadcast::error::RecvError::Closed) => {
                         events = state.documents.access().listen(&session.user.id, &session.token_hash);
@@ -372,7 +289,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 break;
             }
             _ = recheck.tick(), if rechecking => {
-                ending = recheck_access(&state, conn, &session, &mut joined, &outlet.queue).await;
+                ending = recheck_access(&state, conn, &session, &mut joined, &outlet).await;
                 if ending.is_some() {
                     break;
                 }
@@ -383,7 +300,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(_)) => {
                 reply_error(
-                    &outlet.queue,
+                    &outlet,
                     ErrorCode::BadMessage,
                     "binary frames are not part of the protocol",
                     None,
@@ -395,7 +312,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             Err(error) => {
                 let message = error.to_string();
                 if message.contains("too long") || message.contains("Space limit") || message.contains("too big") {
-                    let _ = outlet.queue.try_send(Outbound::Close(1009, "message too large".into()));
+                    outlet.close_with(close_frame(1009, "message too large"));
                 }
                 tracing::debug!(conn, %message, "connection read failed");
                 break;
@@ -405,7 +322,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             Ok(parsed) => parsed,
             Err(error) => {
                 reply_error(
-                    &outlet.queue,
+                    &outlet,
                     ErrorCode::BadMessage,
                     &format!("not a protocol message: {error}"),
                     None,
@@ -420,7 +337,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 ClientMessage::Join { .. } => None,
             };
             reply_error(
-                &outlet.queue,
+                &outlet,
                 ErrorCode::RateLimited,
                 "too many messages; this one was not applied: send it again in a moment",
                 seq,
@@ -436,7 +353,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             } => {
                 if pinned.as_ref().is_some_and(|p| *p != document) {
                     reply_error(
-                        &outlet.queue,
+                        &outlet,
                         ErrorCode::BadMessage,
                         "this socket is for another document",
                         None,
@@ -450,7 +367,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                     Ok(role) => role,
                     Err(Error::UnknownDocument(_)) => {
                         reply_error(
-                            &outlet.queue,
+                            &outlet,
                             ErrorCode::UnknownDocument,
                             &format!("no document {document}"),
                             None,
@@ -460,7 +377,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                     Err(error) => {
                         tracing::warn!(conn, %document, %error, "role lookup failed");
                         reply_error(
-                            &outlet.queue,
+                            &outlet,
                             ErrorCode::Internal,
                             "the document is unavailable; try again",
                             None,
@@ -484,7 +401,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                         })
                     }
                     Err(Error::UnknownDocument(_)) => reply_error(
-                        &outlet.queue,
+                        &outlet,
                         ErrorCode::UnknownDocument,
                         &format!("no document {document}"),
                         None,
@@ -492,7 +409,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                     Err(error) => {
                         tracing::warn!(conn, %document, %error, "join failed");
                         reply_error(
-                            &outlet.queue,
+                            &outlet,
                             ErrorCode::Internal,
                             "the document is unavailable; try again",
                             None,
@@ -502,17 +419,12 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             }
             ClientMessage::Submit { change } => {
                 let Some(session) = &joined else {
-                    reply_error(
-                        &outlet.queue,
-                        ErrorCode::NotJoined,
-                        "join a document first",
-                        Some(change.seq),
-                    );
+                    reply_error(&outlet, ErrorCode::NotJoined, "join a document first", Some(change.seq));
                     continue;
                 };
                 if change.client != session.client {
                     reply_error(
-                        &outlet.queue,
+                        &outlet,
                         ErrorCode::NotJoined,
                         "the change's client is not the joined one",
                         Some(change.seq),
@@ -521,7 +433,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 }
                 if session.role < Role::Editor {
                     reply_error(
-                        &outlet.queue,
+                        &outlet,
                         ErrorCode::Forbidden,
                         "you may view this document but not change it",
                         Some(change.seq),
@@ -536,21 +448,19 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
                 if session.handle.send(command).await.is_err() {
                     // The actor stopped: make the client reconnect and resend.
                     tracing::warn!(conn, document = %session.document, "document actor gone");
-                    let _ = outlet
-                        .queue
-                        .try_send(Outbound::Close(1011, "document unavailable; reconnect".into()));
+                    outlet.close_with(close_frame(1011, "document unavailable; reconnect"));
                     break;
                 }
             }
         }
     }
     if let Some(Ending::Close(code, reason)) = ending {
-        let _ = outlet.queue.try_send(Outbound::Close(code, reason.into()));
+        outlet.close_with(close_frame(code, reason));
     }
     if let Some(session) = joined {
         let _ = session.handle.send(Command::Leave { conn }).await;
     }
-    drop(outlet);
+    outlet.finish();
     if !writer_done {
         let _ = writer.await;
     }
@@ -565,7 +475,7 @@ async fn heard(
     conn: ConnId,
     session: &Session,
     joined: &mut Option<Joined>,
-    outbound: &mpsc::Sender<Outbound>,
+    outbound: &Outlet,
     event: AccessEvent,
 ) -> Option<Ending> {
     match event {
@@ -588,7 +498,7 @@ async fn recheck_access(
     conn: ConnId,
     session: &Session,
     joined: &mut Option<Joined>,
-    outbound: &mpsc::Sender<Outbound>,
+    outbound: &Outlet,
 ) -> Option<Ending> {
     match state.accounts.session_by_hash(&session.token_hash).await {
         Ok(None) => return Some(Ending::Close(close::SIGNED_OUT, "the session ended; sign in again")),
@@ -610,7 +520,7 @@ async fn set_role(
     state: &AppState,
     conn: ConnId,
     joined: &mut Option<Joined>,
-    outbound: &mpsc::Sender<Outbound>,
+    outbound: &Outlet,
     role: Option<Role>,
 ) -> Option<Ending> {
     let _ = state;
@@ -624,7 +534,7 @@ async fn set_role(
     if current.role != role {
         current.role = role;
         let frame = serde_json::to_string(&ServerMessage::Role { role }).expect("messages serialize");
-        let _ = outbound.try_send(Outbound::Frame(Utf8Bytes::from(frame)));
+        outbound.send(Message::Text(Utf8Bytes::from(frame)));
         let _ = current.handle.send(Command::SetRole { conn, role }).await;
     }
     None
@@ -657,7 +567,7 @@ async fn join(
     Err(Error::Unavailable)
 }
 
-fn reply_error(outbound: &mpsc::Sender<Outbound>, code: ErrorCode, message: &str, seq: Option<shared::Seq>) {
+fn reply_error(outbound: &Outlet, code: ErrorCode, message: &str, seq: Option<shared::Seq>) {
     let frame = serde_json::to_string(&ServerMessage::error(code, message, seq)).expect("messages serialize");
-    let _ = outbound.try_send(Outbound::Frame(Utf8Bytes::from(frame)));
+    outbound.send(Message::Text(Utf8Bytes::from(frame)));
 }

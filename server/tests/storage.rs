@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use axum::extract::ws::Message;
 use collab::access::Access;
 use collab::document::{Documents, Settings};
 use collab::store::{Fence, RejectedChange, Store};
@@ -340,14 +341,17 @@ async fn replay(url: &str) {
     // Drive the real actor through its queue, as a connection would.
     let handle = documents.handle(&doc.id).await.unwrap();
     let (outbound, mut frames) = tokio::sync::mpsc::channel(1024);
+    let socket = futures_util::sink::unfold(outbound, |outbound, message: Message| async move {
+        outbound.send(message).await.map_err(|_| ())?;
+        Ok::<_, ()>(outbound)
+    });
+    let (outlet, sink_writer) = collab::document::Outlet::new(Box::pin(socket), 1024);
+    tokio::spawn(sink_writer.run(None, Message::Close(None), Duration::from_secs(1)));
     let (done, joined) = tokio::sync::oneshot::channel();
     handle
         .send(collab::document::Command::Join {
             conn: 1,
-            outlet: collab::document::Outlet {
-                queue: outbound,
-                evict: Default::default(),
-            },
+            outlet,
             peer: shared::protocol::Peer {
                 user: writer.id.clone(),
                 name: writer.name.clone(),
@@ -388,7 +392,7 @@ async fn replay(url: &str) {
     }
     // Wait for the last verdict: everything is durable then.
     let mut last = None;
-    while let Some(collab::document::Outbound::Frame(frame)) = frames.recv().await {
+    while let Some(Message::Text(frame)) = frames.recv().await {
         if frame.as_str().contains(r#""seq":200"#) {
             last = Some(frame);
             break;

@@ -10,10 +10,15 @@
 //! straight into the other sockets' queues, with no task between.
 //!
 //! What it shares with the product's app server: tokio's multi-threaded
-//! runtime, tungstenite's WebSockets with 4 KiB read buffers, `TCP_NODELAY`,
-//! one writer task per socket that gathers every queued frame into one
-//! write. A product server cannot do less per frame on this machine, so
-//! the editors this relay sustains bound what any server could here.
+//! runtime, tungstenite's WebSockets with 4 KiB read buffers, `TCP_NODELAY`.
+//! It writes through one writer task per socket that gathers every queued
+//! frame into one write. (The product writes a batch's frames straight
+//! into an idle socket instead, `collab::outlet`: a document's batch holds
+//! what arrived during a commit. A relay has no batches; written straight
+//! away, each frame took a send of its own, 1.0 per frame against 0.67
+//! through writer tasks, and 0.15 s of CPU per 1,000 changes against
+//! 0.12–0.13.) A product server cannot do less per frame on this machine,
+//! so the editors this relay sustains bound what any server could here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -16,62 +16,24 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use shared::api::Role;
 use shared::protocol::{ErrorCode, Peer, ServerMessage};
 use shared::{AcceptedChange, Author, Change, DocumentState, Revision, SectionPolicy, Verdict};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use super::Context;
 use crate::error::Error;
+use crate::outlet::Sent;
 use crate::store::{Fence, RejectedChange};
 
 /// A connection's id, unique in the process.
 pub type ConnId = u64;
 
-/// What goes out to a connection.
-#[derive(Clone, Debug)]
-pub enum Outbound {
-    /// A text frame, serialized once for every recipient.
-    Frame(Utf8Bytes),
-    /// Close the socket with this code and reason.
-    Close(u16, String),
-}
-
-/// A connection's way out: its queue of frames, and the bell that makes its
-/// writer close the socket (1013) at once, ahead of the queue.
-#[derive(Clone, Debug)]
-pub struct Outlet {
-    pub queue: mpsc::Sender<Outbound>,
-    pub evict: Arc<Notify>,
-}
-
-/// What became of a frame sent to an outlet.
-enum Sent {
-    Queued,
-    /// The queue was full: the bell rang, the client is being closed.
-    Evicted,
-    /// The connection is gone (its leave is on the way).
-    Gone,
-}
-
-impl Outlet {
-    /// Queues `out`. If the queue is full, rings the bell instead: a client
-    /// that missed a frame must not stay open as if it had it; it
-    /// reconnects and catches up from its revision.
-    fn send(&self, out: Outbound) -> Sent {
-        match self.queue.try_send(out) {
-            Ok(()) => Sent::Queued,
-            Err(TrySendError::Full(_)) => {
-                self.evict.notify_one();
-                Sent::Evicted
-            }
-            Err(TrySendError::Closed(_)) => Sent::Gone,
-        }
-    }
-}
+/// A connection's way out (`crate::outlet`), shared by its reader and the
+/// actor of the document it joined.
+pub type Outlet = crate::outlet::Outlet<Message>;
 
 /// A request to a document actor.
 pub enum Command {
@@ -106,12 +68,17 @@ pub enum Command {
 struct Connection {
     outlet: Outlet,
     peer: Peer,
+    /// Its frames of the batch being delivered (kept to reuse its room).
+    batch: Vec<Message>,
 }
 
 impl Connection {
-    /// Closes the socket after what is queued (at once if the queue is full).
+    /// Closes the socket after what is queued.
     fn close(&self, code: u16, reason: &str) {
-        self.outlet.send(Outbound::Close(code, reason.into()));
+        self.outlet.close_with(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })));
     }
 }
 
@@ -320,7 +287,11 @@ impl Actor {
                     revision,
                     done,
                 } => {
-                    let connection = Connection { outlet, peer };
+                    let connection = Connection {
+                        outlet,
+                        peer,
+                        batch: Vec::new(),
+                    };
                     self.join(conn, connection, revision, &mut outbox).await;
                     outbox.joined.push(done);
                     presence = true;
@@ -356,7 +327,7 @@ impl Actor {
                 None,
             ));
             for connection in self.connections.values() {
-                connection.outlet.send(Outbound::Frame(message.clone()));
+                connection.outlet.send(Message::Text(message.clone()));
                 connection.close(1000, "document deleted");
             }
             return Flow::Deleted(done);
@@ -525,20 +496,28 @@ impl Actor {
     }
 
     fn deliver(&mut self, outbox: Outbox) {
-        let mut slow = Vec::new();
-        for (target, message) in outbox.frames {
-            let conns: &[ConnId] = match &target {
+        // Each connection's frames of the batch go out together, in order:
+        // one write when its socket is idle.
+        for (target, message) in &outbox.frames {
+            let conns: &[ConnId] = match target {
                 Target::One(conn) => std::slice::from_ref(conn),
                 Target::All(conns) => conns,
             };
             for conn in conns {
-                if let Some(connection) = self.connections.get(conn) {
-                    match connection.outlet.send(Outbound::Frame(message.clone())) {
-                        Sent::Queued => {}
-                        Sent::Evicted => slow.push((*conn, true)),
-                        Sent::Gone => slow.push((*conn, false)),
-                    }
+                if let Some(connection) = self.connections.get_mut(conn) {
+                    connection.batch.push(Message::Text(message.clone()));
                 }
+            }
+        }
+        let mut slow = Vec::new();
+        for (conn, connection) in &mut self.connections {
+            if connection.batch.is_empty() {
+                continue;
+            }
+            match connection.outlet.send_all(connection.batch.drain(..)) {
+                Sent::Queued => {}
+                Sent::Evicted => slow.push((*conn, true)),
+                Sent::Gone => slow.push((*conn, false)),
             }
         }
         // Either way the connection gets nothing more from this document.

@@ -23,7 +23,7 @@ use crate::cluster::{Cluster, Owner};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::store::Store;
-pub use actor::{Command, ConnId, Outbound, Outlet};
+pub use actor::{Command, ConnId, Outlet};
 
 /// How documents behave; from the configuration.
 #[derive(Clone, Debug)]
