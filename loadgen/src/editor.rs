@@ -1,5 +1,6 @@
 //! One editor: a signed-in client on its own WebSocket, typing trace text
-//! at the end of its own line at a steady rate, driven by the same
+//! at the end of its own block (its `editor N` line and what it typed
+//! after it) at a steady rate, driven by the same
 //! `ClientState` the browser runs. It reconnects (following the cluster's
 //! moved close) and resends what was not acknowledged, as the browser does.
 
@@ -138,18 +139,34 @@ pub fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default().read_buffer_size(4096)
 }
 
-/// Where editor `line` types: the end of its own line (the end of the
-/// text if there is no such line).
-pub fn line_end(text: &str, line: usize) -> usize {
-    let mut pos = 0;
-    for (i, l) in text.split('\n').enumerate() {
-        let len = l.chars().count();
-        if i == line {
-            return pos + len;
+/// Where editor `line` types: the end of its block, the lines from its
+/// own `editor N` line up to the next editor's (the end of the text for
+/// the last editor, before the final newline). Every editor appends to its
+/// own block only, newlines included, so this is where it left off, and
+/// for an editor that has not typed yet, the end of its `editor N` line.
+///
+/// Not the `line`-th line: an editor that joins after a neighbour above it
+/// typed a newline would type on that neighbour's line, and their changes
+/// would conflict. The markers are found in order (`editor 0`, then
+/// `editor 1`, …), so `editor 1` typing a `0` never reads as `editor 10`.
+pub fn block_end(text: &str, line: usize) -> usize {
+    let mut next = 0;
+    let mut pos = 0usize;
+    for l in text.split('\n') {
+        if l.starts_with(&format!("editor {next}")) {
+            if next == line + 1 {
+                return pos.saturating_sub(1);
+            }
+            next += 1;
         }
-        pos += len + 1;
+        pos += l.chars().count() + 1;
     }
-    pos.saturating_sub(1)
+    let len = shared::text::char_count(text);
+    if text.ends_with('\n') {
+        len - 1
+    } else {
+        len
+    }
 }
 
 /// Runs an editor until the run finishes.
@@ -270,12 +287,12 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
                             backoff = Duration::from_millis(100);
                             match (state.as_mut(), text) {
                                 (None, Some(text)) => {
-                                    cursor = line_end(&text, editor.line);
+                                    cursor = block_end(&text, editor.line);
                                     state = Some(ClientState::new(editor.client, policy, revision, text));
                                     None
                                 }
                                 (Some(s), Some(text)) => {
-                                    cursor = line_end(&text, editor.line);
+                                    cursor = block_end(&text, editor.line);
                                     s.resync(revision, text).map_err(|e| e.to_string())
                                         .map(Some)
                                         .unwrap_or_else(|e| { run.error(format!("resync: {e}")); None })
@@ -389,16 +406,46 @@ pub fn revision(status: &Status) -> Revision {
 
 #[cfg(test)]
 mod tests {
-    use super::line_end;
+    use super::block_end;
 
     #[test]
-    fn each_editor_types_at_the_end_of_its_own_line() {
+    fn each_editor_types_at_the_end_of_its_own_block() {
         let text = "editor 0\nédïtor 1 typed\n\neditor 3\n";
-        assert_eq!(line_end(text, 0), 8);
-        assert_eq!(line_end(text, 1), 9 + 14);
-        assert_eq!(line_end(text, 2), 24);
-        assert_eq!(line_end(text, 3), 25 + 8);
-        // A line past the end: the end of the text.
-        assert_eq!(line_end("a\n", 5), 2);
+        // No `editor 1` line: editor 0's block runs to the end.
+        assert_eq!(block_end(text, 0), 9 + 15 + 1 + 8);
+        let text = "editor 0\neditor 1 typed\nmore\neditor 2\n";
+        assert_eq!(block_end(text, 0), 8);
+        assert_eq!(block_end(text, 1), 9 + 14 + 1 + 4);
+        assert_eq!(block_end(text, 2), 9 + 15 + 5 + 8);
+        // An editor past the last one: the end of the text, before its newline.
+        assert_eq!(block_end("a\n", 5), 1);
+        assert_eq!(block_end("a", 5), 1);
+    }
+
+    #[test]
+    fn a_newline_typed_above_does_not_move_an_editor_to_another_line() {
+        // Editor 0 typed a newline before editor 2 joined: the third line is
+        // now editor 1's, and editor 2 still types after `editor 2`.
+        let text = "editor 0\n\neditor 1\neditor 2\n";
+        assert_eq!(block_end(text, 1), 10 + 8);
+        assert_eq!(block_end(text, 2), 19 + 8);
+    }
+
+    #[test]
+    fn markers_are_read_in_order() {
+        // Editor 1 typed "0": its line is not editor 10's.
+        let text: String = (0..12)
+            .map(|j| {
+                if j == 1 {
+                    "editor 10\n".to_string()
+                } else {
+                    format!("editor {j}\n")
+                }
+            })
+            .collect();
+        let starts: Vec<usize> = text.match_indices('\n').map(|(i, _)| i).collect();
+        assert_eq!(block_end(&text, 1), starts[1]);
+        assert_eq!(block_end(&text, 10), starts[10]);
+        assert_eq!(block_end(&text, 11), starts[11]);
     }
 }
