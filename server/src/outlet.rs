@@ -300,8 +300,15 @@ impl<M: Send + 'static> Writer<M> {
                 Box::pin(futures_util::sink::drain().sink_map_err(|_| ())),
             )
         };
-        if ended == Ended::Evicted {
-            let _ = tokio::time::timeout(grace, socket.send(evicted)).await;
+        match ended {
+            // A socket that failed is not touched again: it has nothing
+            // more to say, and a sink may panic if polled after an error
+            // (`sink_map_err` does).
+            Ended::Failed => return ended,
+            Ended::Evicted => {
+                let _ = tokio::time::timeout(grace, socket.send(evicted)).await;
+            }
+            Ended::Closed => {}
         }
         let _ = tokio::time::timeout(grace, socket.close()).await;
         ended
@@ -354,8 +361,11 @@ impl<M> State<M> {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
     use std::time::Duration;
 
+    use futures_util::SinkExt;
     use tokio::sync::mpsc;
 
     use super::{Ended, Outlet, Pings, Sent, Socket};
@@ -369,6 +379,29 @@ mod tests {
             Ok::<_, ()>(frames)
         });
         (Box::pin(sink), received)
+    }
+
+    /// A socket whose peer is gone: every write and close fails, and,
+    /// through `sink_map_err` as the server's sockets are, a second
+    /// failure panics.
+    fn broken() -> Socket<u32> {
+        struct Broken;
+        impl futures_util::Sink<u32> for Broken {
+            type Error = &'static str;
+            fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Ready(Ok(()))
+            }
+            fn start_send(self: Pin<&mut Self>, _: u32) -> Result<(), Self::Error> {
+                Err("connection reset")
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Ready(Err("connection reset"))
+            }
+            fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                Poll::Ready(Err("connection reset"))
+            }
+        }
+        Box::pin(Broken.sink_map_err(|_| ()))
     }
 
     const GRACE: Duration = Duration::from_millis(200);
@@ -389,6 +422,16 @@ mod tests {
         outlet.finish();
         assert_eq!(writer.await.unwrap(), Ended::Closed);
         assert_eq!(outlet.send(11), Sent::Gone);
+    }
+
+    #[tokio::test]
+    async fn a_failed_socket_ends_its_writer_and_is_not_touched_again() {
+        let (outlet, writer) = Outlet::new(broken(), 4);
+        let writer = tokio::spawn(writer.run(None, EVICTED, GRACE));
+        assert_eq!(outlet.send(1), Sent::Gone, "the write failed");
+        assert_eq!(outlet.send(2), Sent::Gone, "a failed outlet takes nothing more");
+        outlet.finish();
+        assert_eq!(writer.await.expect("the writer does not panic"), Ended::Failed);
     }
 
     #[tokio::test]
