@@ -151,13 +151,15 @@ pub fn socket_config() -> WebSocketConfig {
 /// `editor 1`, …), so `editor 1` typing a `0` never reads as `editor 10`.
 pub fn block_end(text: &str, line: usize) -> usize {
     let mut next = 0;
+    let mut marker = String::from("editor 0");
     let mut pos = 0usize;
     for l in text.split('\n') {
-        if l.starts_with(&format!("editor {next}")) {
+        if l.starts_with(&marker) {
             if next == line + 1 {
                 return pos.saturating_sub(1);
             }
             next += 1;
+            marker = format!("editor {next}");
         }
         pos += l.chars().count() + 1;
     }

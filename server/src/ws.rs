@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::access::AccessEvent;
 use crate::auth::Session;
-use crate::document::actor::MOVED;
+use crate::document::actor::{close_frame, frame, MOVED};
 use crate::document::{Command, ConnId, DocumentHandle, Outlet, Route};
 use crate::error::Error;
 use crate::outlet::{Ended, Pings};
@@ -164,11 +164,9 @@ pub async fn upgrade_document(
 
 /// Tells a client the document is served elsewhere (its cookie now says where).
 async fn moved_elsewhere(mut socket: WebSocket) {
-    let close = CloseFrame {
-        code: MOVED,
-        reason: "document served by another app server".into(),
-    };
-    let _ = socket.send(Message::Close(Some(close))).await;
+    let _ = socket
+        .send(close_frame(MOVED, "document served by another app server"))
+        .await;
 }
 
 struct Joined {
@@ -191,14 +189,6 @@ const TOO_FAR_BEHIND: u16 = 1013;
 
 /// How long a closing socket waits for its peer to take the last frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// A close frame.
-fn close_frame(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
-}
 
 /// Starts the connection's outlet on the socket's sink and its writer
 /// task: the writer writes what the outlet could not write at once, pings
@@ -475,7 +465,7 @@ async fn heard(
     conn: ConnId,
     session: &Session,
     joined: &mut Option<Joined>,
-    outbound: &Outlet,
+    outlet: &Outlet,
     event: AccessEvent,
 ) -> Option<Ending> {
     match event {
@@ -485,7 +475,7 @@ async fn heard(
         AccessEvent::Member { document, user, role }
             if user == session.user.id && joined.as_ref().is_some_and(|j| j.document == document) =>
         {
-            set_role(state, conn, joined, outbound, role).await
+            set_role(state, conn, joined, outlet, role).await
         }
         _ => None,
     }
@@ -498,7 +488,7 @@ async fn recheck_access(
     conn: ConnId,
     session: &Session,
     joined: &mut Option<Joined>,
-    outbound: &Outlet,
+    outlet: &Outlet,
 ) -> Option<Ending> {
     match state.accounts.session_by_hash(&session.token_hash).await {
         Ok(None) => return Some(Ending::Close(close::SIGNED_OUT, "the session ended; sign in again")),
@@ -508,8 +498,8 @@ async fn recheck_access(
     }
     let document = joined.as_ref().map(|j| j.document.clone())?;
     match state.documents.role(&session.user, &document).await {
-        Ok(role) => set_role(state, conn, joined, outbound, Some(role)).await,
-        Err(Error::UnknownDocument(_)) => set_role(state, conn, joined, outbound, None).await,
+        Ok(role) => set_role(state, conn, joined, outlet, Some(role)).await,
+        Err(Error::UnknownDocument(_)) => set_role(state, conn, joined, outlet, None).await,
         Err(_) => None,
     }
 }
@@ -520,7 +510,7 @@ async fn set_role(
     state: &AppState,
     conn: ConnId,
     joined: &mut Option<Joined>,
-    outbound: &Outlet,
+    outlet: &Outlet,
     role: Option<Role>,
 ) -> Option<Ending> {
     let _ = state;
@@ -533,8 +523,7 @@ async fn set_role(
     };
     if current.role != role {
         current.role = role;
-        let frame = serde_json::to_string(&ServerMessage::Role { role }).expect("messages serialize");
-        outbound.send(Message::Text(Utf8Bytes::from(frame)));
+        outlet.send(Message::Text(frame(&ServerMessage::Role { role })));
         let _ = current.handle.send(Command::SetRole { conn, role }).await;
     }
     None
@@ -567,7 +556,6 @@ async fn join(
     Err(Error::Unavailable)
 }
 
-fn reply_error(outbound: &Outlet, code: ErrorCode, message: &str, seq: Option<shared::Seq>) {
-    let frame = serde_json::to_string(&ServerMessage::error(code, message, seq)).expect("messages serialize");
-    outbound.send(Message::Text(Utf8Bytes::from(frame)));
+fn reply_error(outlet: &Outlet, code: ErrorCode, message: &str, seq: Option<shared::Seq>) {
+    outlet.send(Message::Text(frame(&ServerMessage::error(code, message, seq))));
 }

@@ -35,6 +35,14 @@ pub type ConnId = u64;
 /// actor of the document it joined.
 pub type Outlet = crate::outlet::Outlet<Message>;
 
+/// A close frame with `code` and `reason`.
+pub fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
 /// A request to a document actor.
 pub enum Command {
     /// A connection joins (its outlet, who it is, its revision).
@@ -75,10 +83,7 @@ struct Connection {
 impl Connection {
     /// Closes the socket after what is queued.
     fn close(&self, code: u16, reason: &str) {
-        self.outlet.close_with(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })));
+        self.outlet.close_with(close_frame(code, reason));
     }
 }
 
@@ -116,7 +121,8 @@ pub(super) struct Actor {
     changed_at: i64,
 }
 
-fn frame(message: &ServerMessage) -> Utf8Bytes {
+/// A server message as a text frame, serialized once for every recipient.
+pub fn frame(message: &ServerMessage) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(message).expect("server messages serialize"))
 }
 
