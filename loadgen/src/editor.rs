@@ -163,7 +163,8 @@ pub fn block_end(text: &str, line: usize) -> usize {
         }
         pos += l.chars().count() + 1;
     }
-    let len = shared::text::char_count(text);
+    // `pos` counted a newline after the last line too.
+    let len = pos - 1;
     if text.ends_with('\n') {
         len - 1
     } else {

@@ -259,7 +259,7 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
             }
             event = events.recv() => {
                 ending = match event {
-                    Ok(event) => heard(&state, conn, &session, &mut joined, &outlet, event).await,
+                    Ok(event) => heard(conn, &session, &mut joined, &outlet, event).await,
                     // Missed events: ask the database instead.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         recheck_access(&state, conn, &session, &mut joined, &outlet).await
@@ -461,7 +461,6 @@ async fn connection(socket: WebSocket, state: AppState, caller: Caller, pinned: 
 /// Acts on an access event: the connection's session ended, or its role on
 /// the joined document changed.
 async fn heard(
-    state: &AppState,
     conn: ConnId,
     session: &Session,
     joined: &mut Option<Joined>,
@@ -475,7 +474,7 @@ async fn heard(
         AccessEvent::Member { document, user, role }
             if user == session.user.id && joined.as_ref().is_some_and(|j| j.document == document) =>
         {
-            set_role(state, conn, joined, outlet, role).await
+            set_role(conn, joined, outlet, role).await
         }
         _ => None,
     }
@@ -498,22 +497,15 @@ async fn recheck_access(
     }
     let document = joined.as_ref().map(|j| j.document.clone())?;
     match state.documents.role(&session.user, &document).await {
-        Ok(role) => set_role(state, conn, joined, outlet, Some(role)).await,
-        Err(Error::UnknownDocument(_)) => set_role(state, conn, joined, outlet, None).await,
+        Ok(role) => set_role(conn, joined, outlet, Some(role)).await,
+        Err(Error::UnknownDocument(_)) => set_role(conn, joined, outlet, None).await,
         Err(_) => None,
     }
 }
 
 /// The joined document's role is now `role`: tell the client (and the
 /// presence list), or close if it is gone.
-async fn set_role(
-    state: &AppState,
-    conn: ConnId,
-    joined: &mut Option<Joined>,
-    outlet: &Outlet,
-    role: Option<Role>,
-) -> Option<Ending> {
-    let _ = state;
+async fn set_role(conn: ConnId, joined: &mut Option<Joined>, outlet: &Outlet, role: Option<Role>) -> Option<Ending> {
     let current = joined.as_mut()?;
     let Some(role) = role else {
         return Some(Ending::Close(
