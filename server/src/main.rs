@@ -5,9 +5,15 @@ use collab::{serve, Cli, Config};
 use leptos::prelude::get_configuration;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's allocator: with thousands of connections
+/// and a frame allocated per message, the server spent 8 % less CPU per
+/// change (docs/BENCHMARKS.md). Password threads hand their hashes'
+/// memory back after each hash (`auth.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    fix_mmap_threshold();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
@@ -38,20 +44,6 @@ async fn main() -> std::process::ExitCode {
     server.shutdown().await;
     tracing::info!("shut down cleanly");
     std::process::ExitCode::SUCCESS
-}
-
-/// Keeps glibc from holding on to large freed blocks. Each password hash
-/// allocates 19 MiB (Argon2); glibc raises its mmap threshold after the
-/// first such block is freed, after which every later one came from the
-/// heap and stayed resident: 19 MiB more per sign-in, for ever. A fixed
-/// threshold sends every large block back to the system when it is freed.
-fn fix_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called first thing
-    // in main, before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM; returns which.

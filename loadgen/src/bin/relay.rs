@@ -30,6 +30,11 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The app server's allocator (mimalloc), so that the floor pays what the
+/// server pays per allocation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A socket's queue of frames to write, as the product's (8,192 frames).
 const QUEUE: usize = 8192;
 
