@@ -10,7 +10,8 @@
 //! straight into the other sockets' queues, with no task between.
 //!
 //! What it shares with the product's app server: tokio's multi-threaded
-//! runtime, tungstenite's WebSockets with 4 KiB read buffers, `TCP_NODELAY`.
+//! runtime, tungstenite's WebSockets with 4 KiB read buffers, mimalloc,
+//! `TCP_NODELAY`.
 //! It writes through one writer task per socket that gathers every queued
 //! frame into one write. (The product writes a batch's frames straight
 //! into an idle socket instead, `collab::outlet`: a document's batch holds
