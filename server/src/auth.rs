@@ -267,7 +267,8 @@ impl Hashing {
 /// Hands the memory a hash took (19 MiB) back to the system. The
 /// allocator (mimalloc, `main.rs`) keeps freed memory in the thread's heap
 /// for the next allocation: each password thread would hold its hash's
-/// 19 MiB for ever, 47 MiB more resident after a burst of sign-ups.
+/// 19 MiB for ever (40 concurrent sign-ups and 40 sign-ins: 54–68 MiB
+/// more resident without this, 7 MiB with it; docs/SECURITY.md).
 fn give_back_memory() {
     // SAFETY: mi_collect only frees the calling thread's unused memory; it
     // is safe to call at any time, from any thread.
