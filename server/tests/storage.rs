@@ -105,6 +105,11 @@ async fn queries(store: &Store) {
     );
     let meta = store.document("doc1").await.unwrap().unwrap();
     assert_eq!(meta.head, Revision(2));
+    let listed = store.list_documents(10).await.unwrap();
+    assert_eq!(
+        listed.iter().find(|m| m.id == "doc1").map(|m| m.head),
+        Some(Revision(2))
+    );
     assert_eq!(meta.updated_at, created_at, "appends leave updated_at to the snapshots");
 
     store
@@ -434,8 +439,9 @@ async fn sqlite_store() {
 }
 
 /// On SQLite, appends from many documents share one transaction. One whose
-/// insert fails (here a row put in its op log behind the store's back)
-/// fails alone and writes nothing; the others in its group commit.
+/// insert fails (here refused by a trigger put in behind the store's back)
+/// fails alone and writes nothing; the others in its group commit. The
+/// head is the op log's last revision, whoever wrote it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_append_fails_alone() {
     let dir = TempDir::new("failing-append");
@@ -443,8 +449,8 @@ async fn a_failing_append_fails_alone() {
     let fences = owned_documents(&store, "doc", 20).await;
     let db = Database::connect(&dir.sqlite_url()).await.unwrap();
     db.execute_unprepared(
-        "INSERT INTO op_log (document_id, revision, client_id, seq, author, delta, created_at) \
-         VALUES ('doc0', 1, 1, 1, 'x', '[]', 0)",
+        "CREATE TRIGGER fail_doc0 BEFORE INSERT ON op_log WHEN NEW.document_id = 'doc0' \
+         BEGIN SELECT RAISE(ABORT, 'planted failure'); END",
     )
     .await
     .unwrap();
@@ -465,6 +471,20 @@ async fn a_failing_append_fails_alone() {
     // The store goes on committing.
     let next = accepted(2, Delta::splice(1, 1, 0, "y").unwrap());
     store.append("doc1", fences[1], &[&next], &[]).await.unwrap();
+    // A revision already in the op log (put there behind the store's back)
+    // is the head: an append that does not continue it writes nothing.
+    db.execute_unprepared(
+        "INSERT INTO op_log (document_id, revision, client_id, seq, author, delta, created_at) \
+         VALUES ('doc2', 2, 1, 1, 'x', '[]', 0)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.document("doc2").await.unwrap().unwrap().head, Revision(2));
+    assert!(matches!(
+        store.append("doc2", fences[2], &[&next], &[]).await,
+        Err(Error::Fenced(_))
+    ));
+    assert_eq!(store.ops_after("doc2", Revision(1), 10).await.unwrap().len(), 1);
 }
 
 /// The group commit opens the SQLite file itself, so a database in memory

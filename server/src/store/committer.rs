@@ -10,6 +10,12 @@
 //!
 //! Each append still checks its own fence and head revision; one that fails
 //! them writes nothing and gets [`Error::Fenced`] while the others commit.
+//! Both checks only read: the head is the op log's last revision (see
+//! [`FENCED_HEAD`]), so an append writes the op log and not the document's
+//! row as well. SQLite's `documents.head_revision` is therefore a floor,
+//! and the store's readers take the op log's last revision when it is
+//! later ([`super::Store::document`]).
+//!
 //! If the transaction fails as a whole, each write is retried alone, so one
 //! bad write cannot fail its neighbours.
 //!
@@ -24,7 +30,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, CachedStatement, Connection, TransactionBehavior};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 use shared::{AcceptedChange, Revision};
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +39,21 @@ use crate::error::Error;
 
 /// Writes taken per transaction, at most.
 const MAX_GROUP: usize = 1024;
+
+/// The document's head, when its row still carries the appender's fence
+/// (no row otherwise): the later of the row's `head_revision` and the op
+/// log's last revision. Parameters: the id, the fence.
+///
+/// Inside the group's transaction, which holds SQLite's only write lock, a
+/// read is as good a check as the row update of [`super::append_in`]: no
+/// one can take the fence or append between it and the commit. Rewriting
+/// the row on every append dirtied one page of the document table per
+/// document of a group, about a third of the pages a commit wrote (at
+/// 4,000 editors, 16.4 against 11.2 `pwrite`s per commit, and a fifth
+/// more bytes written per change).
+const FENCED_HEAD: &str = "SELECT MAX(head_revision, COALESCE(\
+     (SELECT revision FROM op_log WHERE document_id = ?1 ORDER BY revision DESC LIMIT 1), 0)) \
+     FROM documents WHERE id = ?1 AND fence = ?2";
 
 /// A write waiting for the next commit.
 pub enum Write {
@@ -170,8 +191,7 @@ fn commit(db: &mut Connection, writes: &[&Write]) -> Result<Vec<Result<(), Error
 /// The statements a commit runs, prepared once per connection (rusqlite
 /// keeps them in its statement cache).
 struct Statements<'c> {
-    advance_head: CachedStatement<'c>,
-    check_fence: CachedStatement<'c>,
+    fenced_head: CachedStatement<'c>,
     insert_op: CachedStatement<'c>,
     insert_rejected: CachedStatement<'c>,
     upsert_snapshot: CachedStatement<'c>,
@@ -182,9 +202,7 @@ struct Statements<'c> {
 impl<'c> Statements<'c> {
     fn prepare(db: &'c Connection) -> Result<Statements<'c>, Error> {
         Ok(Statements {
-            // The fence and head checks of [`super::append_in`].
-            advance_head: db.prepare_cached(super::ADVANCE_HEAD)?,
-            check_fence: db.prepare_cached(super::CHECK_FENCE)?,
+            fenced_head: db.prepare_cached(FENCED_HEAD)?,
             insert_op: db.prepare_cached(
                 "INSERT INTO op_log (document_id, revision, client_id, seq, author, delta, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -213,16 +231,16 @@ impl<'c> Statements<'c> {
                 accepted,
                 rejected,
             } => {
-                let matched = match (accepted.first(), accepted.last()) {
-                    (Some(first), Some(last)) => self.advance_head.execute(params![
-                        last.revision.0 as i64,
-                        id,
-                        fence.0,
-                        first.revision.0 as i64 - 1
-                    ])?,
-                    _ => self.check_fence.execute(params![id, fence.0])?,
+                let head: Option<i64> = self
+                    .fenced_head
+                    .query_row(params![id, fence.0], |row| row.get(0))
+                    .optional()?;
+                let continues = match (head, accepted.first()) {
+                    (None, _) => false,
+                    (Some(head), Some(first)) => head == first.revision.0 as i64 - 1,
+                    (Some(_), None) => true,
                 };
-                if matched != 1 {
+                if !continues {
                     return Ok(Err(Error::Fenced(id.clone())));
                 }
                 for change in accepted {

@@ -205,16 +205,50 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
-        rows.into_iter().map(meta).collect()
+        self.metas(rows).await
     }
 
-    /// One document's row.
+    /// One document's row, with its head revision.
     pub async fn document(&self, id: &str) -> Result<Option<DocumentMeta>, Error> {
-        document::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await?
-            .map(meta)
-            .transpose()
+        let row = document::Entity::find_by_id(id.to_owned()).one(&self.db).await?;
+        Ok(self.metas(row.into_iter().collect()).await?.pop())
+    }
+
+    /// The documents of `rows`, each with its head revision. In PostgreSQL
+    /// that is the row's `head_revision`, which every append advances; in
+    /// SQLite the group commit appends without rewriting the row (see
+    /// `committer`), so the head is the op log's last revision when that is
+    /// later.
+    async fn metas(&self, rows: Vec<document::Model>) -> Result<Vec<DocumentMeta>, Error> {
+        let mut metas = rows.into_iter().map(meta).collect::<Result<Vec<_>, Error>>()?;
+        if self.committer.is_none() || metas.is_empty() {
+            return Ok(metas);
+        }
+        let mut last = std::collections::HashMap::new();
+        for chunk in metas.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT id, (SELECT revision FROM op_log WHERE document_id = documents.id \
+                 ORDER BY revision DESC LIMIT 1) FROM documents WHERE id IN ({marks})"
+            );
+            let values = chunk.iter().map(|m| m.id.clone().into());
+            for row in self
+                .db
+                .query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
+                .await?
+            {
+                let id: String = row.try_get_by_index(0)?;
+                if let Some(revision) = row.try_get_by_index::<Option<i64>>(1)? {
+                    last.insert(id, revision as u64);
+                }
+            }
+        }
+        for m in &mut metas {
+            if let Some(&revision) = last.get(&m.id) {
+                m.head = m.head.max(Revision(revision));
+            }
+        }
+        Ok(metas)
     }
 
     /// Renames a document; false when there is none.
@@ -528,7 +562,8 @@ fn rejected_rows<'a>(
 const PRUNE_SNAPSHOTS: &str = "DELETE FROM snapshots WHERE document_id = $1 AND revision < \
      (SELECT MAX(revision) FROM snapshots WHERE document_id = $1 AND revision <= $2)";
 
-/// The fence and head check of an append (here and in the group commit):
+/// The fence and head check of an append through the pool (PostgreSQL; the
+/// group commit checks with a read instead, `committer::FENCED_HEAD`):
 /// the head moves from the revision before its first change to its last,
 /// only if the document still carries the appender's fence. Parameters:
 /// the new head, the id, the fence, the head expected.
