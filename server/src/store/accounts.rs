@@ -5,7 +5,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use shared::api::{LinkView, MemberView, Role, UserView};
 
 use super::entities::{document, member, session, share_link, user};
-use super::{now_ms, DocumentMeta, Store};
+use super::{meta, now_ms, DocumentMeta, Store};
 use crate::error::Error;
 
 /// A user as stored, with the password hash.
@@ -177,13 +177,14 @@ impl Store {
         let ids: Vec<String> = roles.keys().cloned().collect();
         let mut out = Vec::new();
         for chunk in ids.chunks(500) {
-            let rows = document::Entity::find()
+            let rows = self
+                .find_documents()
                 .filter(document::Column::Id.is_in(chunk.iter().cloned()))
                 .all(&self.db)
                 .await?;
-            for meta in self.metas(rows).await? {
-                let role = roles[&meta.id];
-                out.push((meta, role));
+            for row in rows {
+                let role = roles[&row.id];
+                out.push((meta(row)?, role));
             }
         }
         out.sort_by_key(|d| std::cmp::Reverse(d.0.updated_at));

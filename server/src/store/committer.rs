@@ -13,8 +13,8 @@
 //! Both checks only read: the head is the op log's last revision (see
 //! [`FENCED_HEAD`]), so an append writes the op log and not the document's
 //! row as well. SQLite's `documents.head_revision` is therefore a floor,
-//! and the store's readers take the op log's last revision when it is
-//! later ([`super::Store::document`]).
+//! and the store reads a document's head as [`HEAD`], the op log's last
+//! revision when that is later.
 //!
 //! If the transaction fails as a whole, each write is retried alone, so one
 //! bad write cannot fail its neighbours.
@@ -40,9 +40,21 @@ use crate::error::Error;
 /// Writes taken per transaction, at most.
 const MAX_GROUP: usize = 1024;
 
-/// The document's head, when its row still carries the appender's fence
-/// (no row otherwise): the later of the row's `head_revision` and the op
-/// log's last revision. Parameters: the id, the fence.
+/// The expression of [`HEAD`], as a literal for `concat!`.
+macro_rules! head {
+    () => {
+        "MAX(documents.head_revision, COALESCE((SELECT revision FROM op_log \
+         WHERE op_log.document_id = documents.id ORDER BY revision DESC LIMIT 1), 0))"
+    };
+}
+
+/// A document's head in SQLite, as an expression over its `documents`
+/// row: the later of the row's `head_revision` and the op log's last
+/// revision. The store reads documents with it (`Store::find_documents`).
+pub(super) const HEAD: &str = head!();
+
+/// The document's [`HEAD`], when its row still carries the appender's fence
+/// (no row otherwise). Parameters: the id, the fence.
 ///
 /// Inside the group's transaction, which holds SQLite's only write lock, a
 /// read is as good a check as the row update of [`super::append_in`]: no
@@ -51,9 +63,7 @@ const MAX_GROUP: usize = 1024;
 /// document of a group, about a third of the pages a commit wrote (at
 /// 4,000 editors, 16.4 against 11.2 `pwrite`s per commit, and a fifth
 /// more bytes written per change).
-const FENCED_HEAD: &str = "SELECT MAX(head_revision, COALESCE(\
-     (SELECT revision FROM op_log WHERE document_id = ?1 ORDER BY revision DESC LIMIT 1), 0)) \
-     FROM documents WHERE id = ?1 AND fence = ?2";
+const FENCED_HEAD: &str = concat!("SELECT ", head!(), " FROM documents WHERE id = ?1 AND fence = ?2");
 
 /// A write waiting for the next commit.
 pub enum Write {

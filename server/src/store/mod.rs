@@ -19,7 +19,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect, Select, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use shared::api::{DocumentSummary, Role};
@@ -200,55 +200,39 @@ impl Store {
 
     /// The most recently changed documents first.
     pub async fn list_documents(&self, limit: u64) -> Result<Vec<DocumentMeta>, Error> {
-        let rows = document::Entity::find()
+        self.find_documents()
             .order_by_desc(document::Column::UpdatedAt)
             .limit(limit)
             .all(&self.db)
-            .await?;
-        self.metas(rows).await
+            .await?
+            .into_iter()
+            .map(meta)
+            .collect()
     }
 
     /// One document's row, with its head revision.
     pub async fn document(&self, id: &str) -> Result<Option<DocumentMeta>, Error> {
-        let row = document::Entity::find_by_id(id.to_owned()).one(&self.db).await?;
-        Ok(self.metas(row.into_iter().collect()).await?.pop())
+        self.find_documents()
+            .filter(document::Column::Id.eq(id))
+            .one(&self.db)
+            .await?
+            .map(meta)
+            .transpose()
     }
 
-    /// The documents of `rows`, each with its head revision. In PostgreSQL
-    /// that is the row's `head_revision`, which every append advances; in
-    /// SQLite the group commit appends without rewriting the row (see
-    /// `committer`), so the head is the op log's last revision when that is
+    /// The documents table as the store reads it. In PostgreSQL a row's
+    /// `head_revision` is the head, which every append advances; in SQLite
+    /// the group commit appends without rewriting the row, so the head is
+    /// read as [`committer::HEAD`], the op log's last revision when that is
     /// later.
-    async fn metas(&self, rows: Vec<document::Model>) -> Result<Vec<DocumentMeta>, Error> {
-        let mut metas = rows.into_iter().map(meta).collect::<Result<Vec<_>, Error>>()?;
-        if self.committer.is_none() || metas.is_empty() {
-            return Ok(metas);
+    fn find_documents(&self) -> Select<document::Entity> {
+        let find = document::Entity::find();
+        if self.committer.is_none() {
+            return find;
         }
-        let mut last = std::collections::HashMap::new();
-        for chunk in metas.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!(
-                "SELECT id, (SELECT revision FROM op_log WHERE document_id = documents.id \
-                 ORDER BY revision DESC LIMIT 1) FROM documents WHERE id IN ({marks})"
-            );
-            let values = chunk.iter().map(|m| m.id.clone().into());
-            for row in self
-                .db
-                .query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
-                .await?
-            {
-                let id: String = row.try_get_by_index(0)?;
-                if let Some(revision) = row.try_get_by_index::<Option<i64>>(1)? {
-                    last.insert(id, revision as u64);
-                }
-            }
-        }
-        for m in &mut metas {
-            if let Some(&revision) = last.get(&m.id) {
-                m.head = m.head.max(Revision(revision));
-            }
-        }
-        Ok(metas)
+        find.select_only()
+            .columns(document::Column::iter().filter(|c| !matches!(c, document::Column::HeadRevision)))
+            .column_as(Expr::cust(committer::HEAD), "head_revision")
     }
 
     /// Renames a document; false when there is none.
