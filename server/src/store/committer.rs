@@ -6,7 +6,8 @@
 //! paying a sync, and the waiters sleep in SQLite's busy handler. Here one
 //! thread takes every waiting op log append and snapshot, writes them all
 //! in one transaction and answers each writer after the one commit: the
-//! cost of a sync is shared by everyone who was waiting for it.
+//! cost of a sync is shared by everyone who was waiting for it. Under load
+//! commits start [`COMMIT_SPACING`] apart, so more writers share each one.
 //!
 //! Each append still checks its own fence and head revision; one that fails
 //! them writes nothing and gets [`Error::Fenced`] while the others commit.
@@ -138,14 +139,31 @@ fn wait_for_lock(tries: i32) -> bool {
     tries < LOCK_TRIES
 }
 
+/// The least time from one commit's start to the next's. A write that
+/// comes after a quiet spell commits at once; under load, writes gather
+/// for up to this long before the sync they share. Committing whatever had
+/// arrived (about 4 changes a commit at 6,800 changes per second) paid a
+/// sync, SQLite's locks and the wake-ups of the writers' tasks for every
+/// few changes; with commits at least 1 ms apart, about 8: at 350
+/// documents × 10 editors × 2/s the commits' syncs halved (230 → 124 per
+/// 1,000 changes), the group commit's CPU fell by a fifth and the server's
+/// by a tenth, for at most 1 ms more on an append's wait.
+const COMMIT_SPACING: Duration = Duration::from_millis(1);
+
 type Waiting = mpsc::UnboundedReceiver<(Write, oneshot::Sender<Result<(), Error>>)>;
 
 /// Commits whatever is waiting, group after group, until every writer's
 /// handle is gone.
 fn run(mut db: Connection, mut waiting: Waiting) {
     let mut group = Vec::new();
+    let mut last_commit: Option<Instant> = None;
     while let Some(first) = waiting.blocking_recv() {
         group.push(first);
+        let due = last_commit.map(|last| last + COMMIT_SPACING);
+        if let Some(wait) = due.and_then(|due| due.checked_duration_since(Instant::now())) {
+            std::thread::sleep(wait);
+        }
+        last_commit = Some(Instant::now());
         while group.len() < MAX_GROUP {
             match waiting.try_recv() {
                 Ok(next) => group.push(next),
