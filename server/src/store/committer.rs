@@ -144,11 +144,12 @@ fn wait_for_lock(tries: i32) -> bool {
 /// for up to this long before the sync they share. Committing whatever had
 /// arrived (about 4 changes a commit at 6,800 changes per second) paid a
 /// sync, SQLite's locks and the wake-ups of the writers' tasks for every
-/// few changes; with commits at least 1 ms apart, about 8: at 350
-/// documents × 10 editors × 2/s the commits' syncs halved (230 → 124 per
-/// 1,000 changes), the group commit's CPU fell by a fifth and the server's
-/// by a tenth, for at most 1 ms more on an append's wait.
-const COMMIT_SPACING: Duration = Duration::from_millis(1);
+/// few changes. At 350 documents × 10 editors × 2/s, syncs per 1,000
+/// changes went 230 → 124 with commits 1 ms apart and → 78 with 2 ms, the
+/// group commit's CPU fell by a fifth and then a quarter more, the
+/// server's by a tenth and then a tenth more; an append waits at most
+/// 2 ms longer.
+const COMMIT_SPACING: Duration = Duration::from_millis(2);
 
 type Waiting = mpsc::UnboundedReceiver<(Write, oneshot::Sender<Result<(), Error>>)>;
 
