@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::delta::Delta;
 use crate::section::Span;
+use crate::tagged::{self, variant, Tagged};
 
 /// The number of accepted changes a document has had. Revision 0 is the
 /// document before any change; each accepted change adds one.
@@ -108,7 +109,7 @@ impl Serialize for Author {
 
 impl<'de> Deserialize<'de> for Author {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Author(Arc::from(String::deserialize(deserializer)?)))
+        Ok(Author(Arc::from(&*crate::tagged::Name::deserialize(deserializer)?.0)))
     }
 }
 
@@ -156,8 +157,8 @@ pub struct Conflict {
     pub current: Span,
 }
 
-/// The document's answer to a change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The document's answer to a change. Decoded by [`crate::tagged`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     /// Applied; it created this revision.
@@ -172,4 +173,27 @@ pub enum Verdict {
     /// Not applied: its base is older than the changes the document keeps for
     /// rebasing. The client must fetch the current text and start again.
     Resync { revision: Revision },
+}
+
+impl Tagged for Verdict {
+    const TAG: &'static str = "verdict";
+    const VARIANTS: &'static [&'static str] = &["accepted", "rejected", "resync"];
+
+    fn variant<'de, D: Deserializer<'de>>(name: &str, fields: D) -> Result<Self, D::Error> {
+        match name {
+            "accepted" => variant!(fields, Verdict::Accepted { revision: Revision }),
+            "rejected" => variant!(fields, Verdict::Rejected {
+                revision: Revision,
+                conflicts: Vec<Conflict>,
+            }),
+            "resync" => variant!(fields, Verdict::Resync { revision: Revision }),
+            _ => Err(tagged::unknown::<Self, _>(name)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Verdict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
 }

@@ -17,6 +17,7 @@
 //!   rejected edits tray.
 //! - [`protocol`]: the WebSocket messages between browser and server.
 //! - [`api`]: the HTTP API's documents.
+//! - `tagged`: decoding the protocol's tagged objects without buffering.
 //! - [`text`]: character, byte and line positions.
 //! - [`error`]: [`Error`], the crate's one error type.
 
@@ -29,6 +30,7 @@ pub mod document;
 pub mod error;
 pub mod protocol;
 pub mod section;
+mod tagged;
 pub mod text;
 
 pub use change::{AcceptedChange, Author, Change, ClientId, Conflict, Revision, Seq, Verdict};

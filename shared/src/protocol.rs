@@ -4,18 +4,19 @@
 //! describes each message, its fields and the order guarantees; this module
 //! is the one definition both sides compile.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::api::Role;
 use crate::change::{AcceptedChange, Change, ClientId, Revision, Seq, Verdict};
 use crate::section::SectionPolicy;
+use crate::tagged::{self, variant, Tagged};
 
 /// A document's id: short, URL-safe, chosen by the server.
 pub type DocumentId = String;
 
-/// What a client sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+/// What a client sends. Decoded by [`tagged`]: an unknown field is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Opens (or reopens, after a reconnect) a document on this socket.
     Join {
@@ -24,19 +25,17 @@ pub enum ClientMessage {
         /// The last revision this client has. The server sends the accepted
         /// changes after it; without one (or if it is too old to catch up
         /// from) it sends the whole text.
-        #[serde(default)]
         revision: Option<Revision>,
         /// Ignored: collaborators see the account's display name. (Kept so
         /// older clients' joins still parse.)
-        #[serde(default)]
         name: Option<String>,
     },
     /// A change to the joined document.
     Submit { change: Change },
 }
 
-/// What the server sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What the server sends. Decoded by [`tagged`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// The document is joined. Followed by every accepted change after
@@ -47,7 +46,7 @@ pub enum ServerMessage {
         /// revision when it can catch up, otherwise the revision of `text`.
         revision: Revision,
         /// The whole text at `revision`, when the client must start over.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         text: Option<String>,
         policy: SectionPolicy,
     },
@@ -67,9 +66,75 @@ pub enum ServerMessage {
     Error {
         code: ErrorCode,
         message: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         seq: Option<Seq>,
     },
+}
+
+impl Tagged for ClientMessage {
+    const TAG: &'static str = "type";
+    const VARIANTS: &'static [&'static str] = &["join", "submit"];
+
+    fn variant<'de, D: Deserializer<'de>>(name: &str, fields: D) -> Result<Self, D::Error> {
+        match name {
+            "join" => variant!(fields, #[serde(deny_unknown_fields)] ClientMessage::Join {
+                document: DocumentId,
+                client: ClientId,
+                revision: Option<Revision>,
+                name: Option<String>,
+            }),
+            "submit" => variant!(
+                fields,
+                #[serde(deny_unknown_fields)]
+                ClientMessage::Submit { change: Change }
+            ),
+            _ => Err(tagged::unknown::<Self, _>(name)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientMessage {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
+}
+
+impl Tagged for ServerMessage {
+    const TAG: &'static str = "type";
+    const VARIANTS: &'static [&'static str] = &["joined", "accepted", "verdict", "presence", "role", "error"];
+
+    fn variant<'de, D: Deserializer<'de>>(name: &str, fields: D) -> Result<Self, D::Error> {
+        match name {
+            "joined" => variant!(fields, ServerMessage::Joined {
+                document: DocumentId,
+                revision: Revision,
+                text: Option<String>,
+                policy: SectionPolicy,
+            }),
+            "accepted" => variant!(fields, ServerMessage::Accepted { change: AcceptedChange }),
+            "verdict" => variant!(
+                fields,
+                ServerMessage::Verdict {
+                    seq: Seq,
+                    verdict: Verdict
+                }
+            ),
+            "presence" => variant!(fields, ServerMessage::Presence { peers: Vec<Peer> }),
+            "role" => variant!(fields, ServerMessage::Role { role: Role }),
+            "error" => variant!(fields, ServerMessage::Error {
+                code: ErrorCode,
+                message: String,
+                seq: Option<Seq>,
+            }),
+            _ => Err(tagged::unknown::<Self, _>(name)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerMessage {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        tagged::deserialize(deserializer)
+    }
 }
 
 /// Why the server refused a message.
