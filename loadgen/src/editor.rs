@@ -1,17 +1,19 @@
 //! One editor: a signed-in client on its own WebSocket, typing trace text
 //! at the end of its own block (its `editor N` line and what it typed
-//! after it) at a steady rate, driven by the same
-//! `ClientState` the browser runs. It reconnects (following the cluster's
-//! moved close) and resends what was not acknowledged, as the browser does.
+//! after it) at a steady rate, one change in flight, driven by the same
+//! `ClientState` the browser runs ([`Full`]) or by a light typist that
+//! keeps only its place in the text (`light.rs`). It reconnects (following
+//! the cluster's moved close) and resends what was not acknowledged, as the
+//! browser does.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use shared::protocol::{close, ClientMessage, ServerMessage};
-use shared::{Bias, ClientId, ClientState, Delta, Revision, Verdict};
+use shared::{Bias, Change, ClientId, ClientState, Delta, Revision, Verdict};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -113,8 +115,6 @@ pub struct Status {
 /// One editor's settings.
 pub struct Editor {
     pub client: ClientId,
-    /// Index of the editor in its document (its line).
-    pub line: usize,
     pub cookie: String,
     pub text: Arc<Vec<char>>,
     pub offset: usize,
@@ -128,7 +128,7 @@ pub struct Report {
     pub acknowledged: Vec<u64>,
     pub typed: u64,
     pub unsynced: bool,
-    pub text: Option<String>,
+    pub replica: Replica,
 }
 
 /// The editors' WebSocket settings. tungstenite's default read buffer is
@@ -172,13 +172,197 @@ pub fn block_end(text: &str, line: usize) -> usize {
     }
 }
 
+/// What an editor keeps of its document, and how its keystrokes become
+/// changes: the browser's `ClientState` ([`Full`]), or only its place in
+/// the text ([`crate::light::Light`]). [`edit`] connects, reconnects and
+/// measures either the same way.
+pub trait Typist: Send {
+    /// Whether the text has arrived: typing starts then.
+    fn ready(&self) -> bool;
+    /// The revision to rejoin at after a reconnect.
+    fn revision(&self) -> Option<Revision>;
+    /// One keystroke at the end of the editor's block.
+    fn type_char(&mut self, ch: char) -> Result<(), String>;
+    /// One frame from the server.
+    fn hear(&mut self, frame: &str) -> Result<Heard, String>;
+    /// The next change to send, when none is in flight.
+    fn next_change(&mut self) -> Option<Change>;
+    /// The connection dropped.
+    fn disconnect(&mut self);
+    /// After reconnecting: the change in flight, to send again.
+    fn resend(&mut self) -> Option<Change>;
+    /// Keystrokes not yet in the document.
+    fn unsynced(&self) -> bool;
+    /// What the run compares with the server's text at the end.
+    fn replica(self) -> Replica;
+}
+
+/// What a frame told an editor.
+pub enum Heard {
+    Nothing,
+    /// Another editor's change (client, seq) arrived.
+    Other(u64, u64),
+    /// Our change of this seq is in the document.
+    Acknowledged(u64),
+    /// Our change was rejected: a conflict.
+    Rejected,
+    /// Our change's base is too old: rejoin for the whole text.
+    Resync,
+    /// The server refused a message (nothing changed): reconnect and resend.
+    Refused(String),
+}
+
+/// What an editor ends with, to compare with the server's text.
+pub enum Replica {
+    Text(String),
+    /// A light editor's: the text's length in characters.
+    Length(usize),
+    /// None: the text never arrived.
+    Missing,
+}
+
+impl Replica {
+    /// Whether it agrees with the server's `text`.
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Replica::Text(own) => own == text,
+            Replica::Length(len) => *len == shared::text::char_count(text),
+            Replica::Missing => false,
+        }
+    }
+}
+
+/// An editor running the browser's `ClientState`: the whole text, the
+/// prediction, the tray.
+pub struct Full {
+    client: ClientId,
+    line: usize,
+    state: Option<ClientState>,
+    /// Where it types, in its own text.
+    cursor: usize,
+}
+
+impl Full {
+    pub fn new(client: ClientId, line: usize) -> Full {
+        Full {
+            client,
+            line,
+            state: None,
+            cursor: 0,
+        }
+    }
+}
+
+impl Typist for Full {
+    fn ready(&self) -> bool {
+        self.state.is_some()
+    }
+
+    fn revision(&self) -> Option<Revision> {
+        self.state.as_ref().map(|s| s.revision())
+    }
+
+    fn type_char(&mut self, ch: char) -> Result<(), String> {
+        let s = self.state.as_mut().ok_or("typing before the text arrived")?;
+        let len = shared::text::char_count(s.text());
+        self.cursor = self.cursor.min(len);
+        let delta = Delta::splice(len, self.cursor, 0, ch.encode_utf8(&mut [0; 4])).expect("in range");
+        s.edit(delta).map_err(|error| format!("edit: {error}"))?;
+        self.cursor += 1;
+        Ok(())
+    }
+
+    fn hear(&mut self, frame: &str) -> Result<Heard, String> {
+        let message: ServerMessage =
+            serde_json::from_str(frame).map_err(|error| format!("unreadable frame: {error}"))?;
+        let mut heard = Heard::Nothing;
+        let update = match message {
+            ServerMessage::Joined {
+                revision, text, policy, ..
+            } => match (self.state.as_mut(), text) {
+                (None, Some(text)) => {
+                    self.cursor = block_end(&text, self.line);
+                    self.state = Some(ClientState::new(self.client, policy, revision, text));
+                    None
+                }
+                (Some(s), Some(text)) => {
+                    self.cursor = block_end(&text, self.line);
+                    Some(s.resync(revision, text).map_err(|e| format!("resync: {e}"))?)
+                }
+                _ => None,
+            },
+            ServerMessage::Accepted { change } => {
+                let Some(s) = self.state.as_mut() else {
+                    return Ok(Heard::Nothing);
+                };
+                if change.client != self.client {
+                    heard = Heard::Other(change.client.get(), change.seq.0);
+                }
+                let seq = s.in_flight();
+                let update = s.receive(&change).map_err(|e| format!("receive: {e}"))?;
+                if let (Some(_), Some(seq)) = (update.acknowledged, seq) {
+                    heard = Heard::Acknowledged(seq.0);
+                }
+                Some(update)
+            }
+            ServerMessage::Verdict { seq, verdict } => {
+                let Some(s) = self.state.as_mut() else {
+                    return Ok(Heard::Nothing);
+                };
+                heard = match &verdict {
+                    Verdict::Accepted { .. } => Heard::Acknowledged(seq.0),
+                    Verdict::Rejected { .. } => Heard::Rejected,
+                    Verdict::Resync { .. } => Heard::Resync,
+                };
+                Some(s.receive_verdict(seq, &verdict).map_err(|e| format!("verdict: {e}"))?)
+            }
+            ServerMessage::Error { code, message, .. } => return Ok(Heard::Refused(format!("{code:?}: {message}"))),
+            ServerMessage::Presence { .. } | ServerMessage::Role { .. } => None,
+        };
+        if let Some(local) = update.and_then(|u| u.local) {
+            self.cursor = local.map_position(self.cursor, Bias::Left);
+        }
+        Ok(heard)
+    }
+
+    fn next_change(&mut self) -> Option<Change> {
+        self.state.as_mut()?.poll_send()
+    }
+
+    fn disconnect(&mut self) {
+        if let Some(s) = self.state.as_mut() {
+            s.disconnect();
+        }
+    }
+
+    fn resend(&mut self) -> Option<Change> {
+        self.state.as_mut()?.reconnect()
+    }
+
+    fn unsynced(&self) -> bool {
+        self.state.as_ref().is_none_or(|s| s.has_unsynced())
+    }
+
+    fn replica(self) -> Replica {
+        match self.state {
+            Some(s) => Replica::Text(s.text().to_owned()),
+            None => Replica::Missing,
+        }
+    }
+}
+
 /// Runs an editor until the run finishes.
-pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: Arc<Status>) -> Report {
-    let mut state: Option<ClientState> = None;
+pub async fn edit<T: Typist>(
+    mut typist: T,
+    editor: Editor,
+    run: Arc<Run>,
+    doc: Arc<DocumentRun>,
+    status: Arc<Status>,
+) -> Report {
     let mut node_cookie: Option<String> = None;
-    let mut cursor = 0usize;
     let mut typed = 0u64;
-    let mut pending: VecDeque<Instant> = VecDeque::new();
+    // When the keystrokes not yet sent were typed: the earliest counts.
+    let mut pending: Option<Instant> = None;
     let mut acknowledged = Vec::new();
     let mut backoff = Duration::from_millis(100);
     let mut fresh = false;
@@ -219,16 +403,12 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
         let join = ClientMessage::Join {
             document: doc.id.clone(),
             client: editor.client,
-            revision: if fresh {
-                None
-            } else {
-                state.as_ref().map(|s| s.revision())
-            },
+            revision: if fresh { None } else { typist.revision() },
             name: None,
         };
         fresh = false;
         let mut outbox = vec![join];
-        if let Some(change) = state.as_mut().and_then(|s| s.reconnect()) {
+        if let Some(change) = typist.resend() {
             outbox.push(ClientMessage::Submit { change });
         }
         for message in outbox {
@@ -243,19 +423,14 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
         loop {
             let typing = run.typing.load(Ordering::Relaxed);
             tokio::select! {
-                _ = tick.tick(), if typing && state.is_some() => {
-                    let s = state.as_mut().expect("joined");
+                _ = tick.tick(), if typing && typist.ready() => {
                     let ch = editor.text[(editor.offset + typed as usize) % editor.text.len()];
-                    let len = shared::text::char_count(s.text());
-                    cursor = cursor.min(len);
-                    let delta = Delta::splice(len, cursor, 0, ch.encode_utf8(&mut [0; 4])).expect("in range");
-                    if let Err(error) = s.edit(delta) {
-                        run.error(format!("edit: {error}"));
+                    if let Err(error) = typist.type_char(ch) {
+                        run.error(error);
                         continue;
                     }
-                    cursor += 1;
                     typed += 1;
-                    pending.push_back(Instant::now());
+                    pending.get_or_insert_with(Instant::now);
                     run.stats.keystrokes.fetch_add(1, Ordering::Relaxed);
                 }
                 frame = rx.next() => {
@@ -278,85 +453,28 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
                         None => break,
                     };
                     run.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                    let message: ServerMessage = match serde_json::from_str(text.as_str()) {
-                        Ok(message) => message,
-                        Err(error) => {
-                            run.error(format!("unreadable frame: {error}"));
-                            continue;
+                    // The server answers: the next reconnect starts from a short wait.
+                    backoff = Duration::from_millis(100);
+                    match typist.hear(text.as_str()) {
+                        Ok(Heard::Nothing) => {}
+                        Ok(Heard::Other(client, seq)) => doc.received((client, seq), &run),
+                        Ok(Heard::Acknowledged(seq)) => {
+                            acknowledged.push(seq);
+                            run.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
                         }
-                    };
-                    let update = match message {
-                        ServerMessage::Joined { revision, text, policy, .. } => {
-                            backoff = Duration::from_millis(100);
-                            match (state.as_mut(), text) {
-                                (None, Some(text)) => {
-                                    cursor = block_end(&text, editor.line);
-                                    state = Some(ClientState::new(editor.client, policy, revision, text));
-                                    None
-                                }
-                                (Some(s), Some(text)) => {
-                                    cursor = block_end(&text, editor.line);
-                                    s.resync(revision, text).map_err(|e| e.to_string())
-                                        .map(Some)
-                                        .unwrap_or_else(|e| { run.error(format!("resync: {e}")); None })
-                                }
-                                _ => None,
-                            }
+                        Ok(Heard::Rejected) => {
+                            run.stats.conflicts.fetch_add(1, Ordering::Relaxed);
                         }
-                        ServerMessage::Accepted { change } => {
-                            let Some(s) = state.as_mut() else { continue };
-                            if change.client != editor.client {
-                                doc.received((change.client.get(), change.seq.0), &run);
-                            }
-                            let seq = s.in_flight();
-                            match s.receive(&change) {
-                                Ok(update) => {
-                                    if update.acknowledged.is_some() {
-                                        if let Some(seq) = seq {
-                                            acknowledged.push(seq.0);
-                                            run.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
-                                        }
-                                    }
-                                    Some(update)
-                                }
-                                Err(error) => {
-                                    run.error(format!("receive: {error}"));
-                                    None
-                                }
-                            }
+                        Ok(Heard::Resync) => {
+                            fresh = true;
+                            break;
                         }
-                        ServerMessage::Verdict { seq, verdict } => {
-                            let Some(s) = state.as_mut() else { continue };
-                            match &verdict {
-                                Verdict::Accepted { .. } => {
-                                    acknowledged.push(seq.0);
-                                    run.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Verdict::Rejected { .. } => {
-                                    run.stats.conflicts.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Verdict::Resync { .. } => fresh = true,
-                            }
-                            match s.receive_verdict(seq, &verdict) {
-                                Ok(update) => Some(update),
-                                Err(error) => {
-                                    run.error(format!("verdict: {error}"));
-                                    None
-                                }
-                            }
-                        }
-                        ServerMessage::Error { code, message, .. } => {
-                            run.error(format!("{code:?}: {message}"));
+                        Ok(Heard::Refused(error)) => {
+                            run.error(error);
                             // The change was not applied: resend it over a new connection.
                             break;
                         }
-                        ServerMessage::Presence { .. } | ServerMessage::Role { .. } => None,
-                    };
-                    if let Some(local) = update.and_then(|u| u.local) {
-                        cursor = local.map_position(cursor, Bias::Left);
-                    }
-                    if fresh {
-                        break;
+                        Err(error) => run.error(error),
                     }
                 }
                 _ = finish.changed() => {
@@ -366,27 +484,24 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
                     }
                 }
             }
-            if let Some(s) = state.as_mut() {
-                while let Some(change) = s.poll_send() {
-                    let typed_at = pending.front().copied().unwrap_or_else(Instant::now);
-                    pending.clear();
-                    doc.sending((change.client.get(), change.seq.0), typed_at, &run);
-                    let message = ClientMessage::Submit { change };
-                    if tx
-                        .send(Message::text(serde_json::to_string(&message).expect("json")))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
+            while let Some(change) = typist.next_change() {
+                let typed_at = pending.take().unwrap_or_else(Instant::now);
+                doc.sending((change.client.get(), change.seq.0), typed_at, &run);
+                let message = ClientMessage::Submit { change };
+                if tx
+                    .send(Message::text(serde_json::to_string(&message).expect("json")))
+                    .await
+                    .is_err()
+                {
+                    break;
                 }
-                status.idle.store(!s.has_unsynced(), Ordering::Relaxed);
-                status.revision.store(s.revision().0, Ordering::Relaxed);
+            }
+            if let Some(revision) = typist.revision() {
+                status.idle.store(!typist.unsynced(), Ordering::Relaxed);
+                status.revision.store(revision.0, Ordering::Relaxed);
             }
         }
-        if let Some(s) = state.as_mut() {
-            s.disconnect();
-        }
+        typist.disconnect();
         if *finish.borrow() {
             break;
         }
@@ -397,8 +512,8 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
         client: editor.client.get(),
         acknowledged,
         typed,
-        unsynced: state.as_ref().is_none_or(|s| s.has_unsynced()),
-        text: state.map(|s| s.text().to_owned()),
+        unsynced: typist.unsynced(),
+        replica: typist.replica(),
     }
 }
 

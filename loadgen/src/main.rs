@@ -3,8 +3,10 @@
 //! behind nginx), typing real trace text.
 //!
 //! It signs up M accounts, creates the documents (one line per editor) and
-//! shares each with every editor, then runs one `ClientState` per editor on
-//! its own connection (`editor.rs`). It reports sustained changes per
+//! shares each with every editor, then runs each editor on its own
+//! connection (`editor.rs`): the first of each document with the browser's
+//! `ClientState`, the others light (`light.rs`, as in the Hocuspocus
+//! generator), or all with `ClientState` (`--clients full`). It reports sustained changes per
 //! second in, messages per second out, keystroke-to-other-editor latency,
 //! the server's CPU seconds per 1,000 changes and memory (with
 //! `--server-pid`), conflicts, errors and lost edits: after typing stops
@@ -23,6 +25,7 @@
 
 mod editor;
 mod http;
+mod light;
 mod process;
 mod relay;
 
@@ -31,9 +34,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use editor::{DocumentRun, Editor, Report, Run, Stats, Status};
+use clap::{Parser, ValueEnum};
+use editor::{DocumentRun, Editor, Full, Report, Run, Stats, Status};
 use futures_util::StreamExt;
+use light::Light;
 use serde::Deserialize;
 use shared::api::{DocumentSummary, DocumentView, UserView};
 use shared::{AcceptedChange, ClientId};
@@ -109,6 +113,19 @@ struct Args {
     /// frame the relay sends to every editor of its room.
     #[arg(long)]
     relay: bool,
+    /// How editors keep the document: `light`, the first editor of each
+    /// document with the browser's `ClientState` and its whole text, the
+    /// others only their place in it (as the Hocuspocus generator's); `full`,
+    /// every editor with `ClientState`.
+    #[arg(long, value_enum, default_value_t = Clients::Light)]
+    clients: Clients,
+}
+
+/// How editors keep the document (`--clients`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Clients {
+    Light,
+    Full,
 }
 
 impl Args {
@@ -272,7 +289,6 @@ async fn add_documents(
             let status = Arc::new(Status::default());
             let editor = Editor {
                 client: ClientId::new(setup.run_id * 1_000_000 + index as u64).expect("small id"),
-                line: j,
                 cookie: setup.cookies.get(j).cloned().unwrap_or_default(),
                 text: setup.text.clone(),
                 offset: (index * 7919) % setup.text.len(),
@@ -281,10 +297,13 @@ async fn add_documents(
                 phase: period.mul_f64(((index * 7) % 1000) as f64 / 1000.0),
             };
             statuses.push(status.clone());
+            let (run, doc) = (run.clone(), doc.clone());
             tasks.push(if args.relay {
-                tokio::spawn(relay::edit(editor, run.clone(), doc.clone(), status))
+                tokio::spawn(relay::edit(editor, run, doc, status))
+            } else if j == 0 || args.clients == Clients::Full {
+                tokio::spawn(editor::edit(Full::new(editor.client, j), editor, run, doc, status))
             } else {
-                tokio::spawn(editor::edit(editor, run.clone(), doc.clone(), status))
+                tokio::spawn(editor::edit(Light::new(editor.client, j), editor, run, doc, status))
             });
         }
         live.push(Live { doc, statuses, tasks });
@@ -460,7 +479,7 @@ async fn settle(
             let report = task.await.map_err(|e| Error(format!("an editor failed: {e}")))?;
             check.typed += report.typed;
             check.unsynced += u64::from(report.unsynced);
-            if report.text.as_deref() != Some(head.text.as_str()) {
+            if !report.replica.matches(&head.text) {
                 check.diverged += 1;
             }
             for seq in report.acknowledged {

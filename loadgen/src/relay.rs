@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::editor::{socket_config, DocumentRun, Editor, Report, Run, Status};
+use crate::editor::{socket_config, DocumentRun, Editor, Replica, Report, Run, Status};
 
 /// Bytes per change frame: about a product `submit` or `accepted` frame.
 const FRAME_BYTES: usize = 100;
@@ -42,7 +42,7 @@ pub async fn edit(editor: Editor, run: Arc<Run>, doc: Arc<DocumentRun>, status: 
         acknowledged: Vec::new(),
         typed: 0,
         unsynced: true,
-        text: None,
+        replica: Replica::Missing,
     };
     let url = format!("{}/{}", run.ws_base, doc.id);
     let socket = match tokio_tungstenite::connect_async_with_config(url, Some(socket_config()), true).await {
