@@ -18,8 +18,10 @@
 //! what arrived during a commit. A relay has no batches; written straight
 //! away, each frame took a send of its own, 1.0 per frame against 0.67
 //! through writer tasks, and 0.15 s of CPU per 1,000 changes against
-//! 0.12–0.13.) A product server cannot do less per frame on this machine,
-//! so the editors this relay sustains bound what any server could here.
+//! 0.12–0.13.) It stands for what the sockets alone cost. It is not a
+//! strict bound: with the load generator's light editors, the product's
+//! batched direct writes cost less per change than these writer tasks,
+//! and the product sustained as many editors or more (docs/BENCHMARKS.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
