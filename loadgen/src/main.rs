@@ -6,13 +6,14 @@
 //! shares each with every editor, then runs each editor on its own
 //! connection (`editor.rs`): the first of each document with the browser's
 //! `ClientState`, the others light (`light.rs`, as in the Hocuspocus
-//! generator), or all with `ClientState` (`--clients full`). It reports sustained changes per
-//! second in, messages per second out, keystroke-to-other-editor latency,
-//! the server's CPU seconds per 1,000 changes and memory (with
-//! `--server-pid`), conflicts, errors and lost edits: after typing stops
-//! and every editor has settled, every editor's text must equal the
-//! server's, and every acknowledged change must be in the op log exactly
-//! once. `--ramp` adds documents step by step until p95 passes the knee.
+//! generator), or all with `ClientState` (`--clients full`). It reports
+//! sustained changes per second in, messages per second out,
+//! keystroke-to-other-editor latency, the server's CPU seconds per 1,000
+//! changes and memory (with `--server-pid`), conflicts, errors and lost
+//! edits: after typing stops and every editor has settled, every full
+//! editor's text, and every light editor's length and revision, must be
+//! the server's, and every acknowledged change must be in the op log
+//! exactly once. `--ramp` adds documents step by step until p95 passes the knee.
 //!
 //! `--relay` drives the floor instead (the `relay` binary, `relay.rs`):
 //! the same editors and typing, measured the same way, against a server

@@ -109,7 +109,7 @@ impl Serialize for Author {
 
 impl<'de> Deserialize<'de> for Author {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Author(Arc::from(&*crate::tagged::Name::deserialize(deserializer)?.0)))
+        Ok(Author(Arc::from(&*tagged::Name::deserialize(deserializer)?.0)))
     }
 }
 
