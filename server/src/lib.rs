@@ -103,11 +103,33 @@ impl Server {
     }
 }
 
+/// Connections the kernel queues for the listener before the server accepts
+/// them (capped by `net.core.somaxconn`). Tokio's `TcpListener::bind` asks
+/// for 128, as the standard library does: a burst of clients connecting at
+/// once (an app server's documents failing over to this one, a deploy, a
+/// thousand editors opening their documents) overflowed it, and each
+/// overflow cost the client a retransmitted handshake a second later, which
+/// nginx's 1 s connect timeout counts as the app server being down.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`] (and
+/// `SO_REUSEADDR`, as `TcpListener::bind` sets it).
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Connects the database, builds the router and starts serving.
 pub async fn serve(config: Config, leptos_options: LeptosOptions) -> Result<Server, Error> {
     let store = Store::connect(&config.database_url).await?;
     tracing::info!(database = store.backend(), "database ready");
-    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let listener = listen(config.addr)?;
     let addr = listener.local_addr()?;
     let (cluster, heartbeat) = match &config.cluster {
         Some(c) => {
@@ -201,4 +223,34 @@ async fn render_metrics(
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of connections beyond tokio's default backlog (128) waits in
+    /// the kernel's queue until the server accepts it: nothing accepts here,
+    /// and every connect must still complete at once. (With a backlog of
+    /// 128 the rest wait for a retransmitted handshake, a second or more.)
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_listen_queue() {
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        // Within the kernel's cap and a default limit of 1,024 open files.
+        let burst = 500.min(somaxconn - 1);
+        assert!(burst > 128, "net.core.somaxconn is {somaxconn}: raise it to test this");
+        let listener = listen("127.0.0.1:0".parse().expect("an address")).expect("a listener");
+        let addr = listener.local_addr().expect("its address");
+        let connects =
+            (0..burst).map(|_| tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)));
+        let connected = futures_util::future::join_all(connects)
+            .await
+            .into_iter()
+            .filter(|c| matches!(c, Ok(Ok(_))))
+            .count();
+        assert_eq!(connected, burst, "connections dropped from the listen queue");
+    }
 }

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -40,6 +40,27 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A socket's queue of frames to write, as the product's (8,192 frames).
 const QUEUE: usize = 8192;
+
+/// Connections queued before they are accepted, as the product's listener
+/// queues them (`server::LISTEN_BACKLOG`), not tokio's default of 128.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` (`host:port`) with [`LISTEN_BACKLOG`].
+fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address names no host"))?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// A room's sockets: their ids and queues.
 type Room = Arc<Mutex<Vec<(u64, mpsc::Sender<Message>)>>>;
@@ -85,7 +106,7 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async move {
-        let listener = match TcpListener::bind(&addr).await {
+        let listener = match listen(&addr) {
             Ok(listener) => listener,
             Err(error) => {
                 eprintln!("relay: cannot listen on {addr}: {error}");
