@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use jumprope::JumpRope;
+use jumprope::JumpRopeBuf;
 use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -187,24 +187,29 @@ impl Delta {
     /// The contiguous edits of this delta, in base order.
     pub fn hunks(&self) -> impl Iterator<Item = Hunk> + '_ {
         let mut pos = 0;
-        let mut ops = self.ops.iter().peekable();
+        let mut ops = self.ops.as_slice();
         std::iter::from_fn(move || {
-            while let Some(Op::Retain(n)) = ops.peek() {
+            while let [Op::Retain(n), rest @ ..] = ops {
                 pos += n;
-                ops.next();
+                ops = rest;
             }
             let mut hunk = Hunk {
                 start: pos,
                 deleted: 0,
                 inserted: 0,
             };
-            while let Some(op) = ops.peek() {
-                match op {
-                    Op::Retain(_) => break,
-                    Op::Insert(s) => hunk.inserted += char_count(s),
-                    Op::Delete(n) => hunk.deleted += n,
+            loop {
+                match ops {
+                    [Op::Insert(s), rest @ ..] => {
+                        hunk.inserted += char_count(s);
+                        ops = rest;
+                    }
+                    [Op::Delete(n), rest @ ..] => {
+                        hunk.deleted += n;
+                        ops = rest;
+                    }
+                    _ => break,
                 }
-                ops.next();
             }
             pos += hunk.deleted;
             (hunk.deleted + hunk.inserted > 0).then_some(hunk)
@@ -344,13 +349,19 @@ impl Delta {
 
     /// Applies the delta to the server's text, in place. On error the text
     /// is unchanged.
-    pub fn apply_to_rope(&self, rope: &mut JumpRope) -> Result<(), Error> {
+    pub fn apply_to_rope(&self, rope: &mut JumpRopeBuf) -> Result<(), Error> {
         if rope.len_chars() != self.base_len {
             return Err(Error::BaseLength {
                 expected: self.base_len,
                 actual: rope.len_chars(),
             });
         }
+        self.edit_rope(rope);
+        Ok(())
+    }
+
+    /// [`Delta::apply_to_rope`] on a rope whose length the caller checked.
+    pub(crate) fn edit_rope(&self, rope: &mut JumpRopeBuf) {
         let mut pos = 0;
         for op in &self.ops {
             match op {
@@ -362,7 +373,6 @@ impl Delta {
                 Op::Delete(n) => rope.remove(pos..pos + n),
             }
         }
-        Ok(())
     }
 
     /// The delta that undoes this one: applied to the result of this delta on

@@ -31,7 +31,7 @@ fn check_apply(base: &str, json: &str, expect: Result<&str, Error>) {
     if expect.is_err() {
         assert_eq!(in_place, base, "a failed apply changes nothing");
     }
-    let mut rope = jumprope::JumpRope::from(base);
+    let mut rope = jumprope::JumpRopeBuf::from(base);
     let got = d.apply_to_rope(&mut rope).map(|()| rope.to_string());
     assert_eq!(
         got.as_deref().map_err(Clone::clone),

@@ -41,6 +41,13 @@ fn delta_on(len: usize) -> impl Strategy<Value = Delta> {
     })
 }
 
+/// A text and keystrokes: insert (twice as likely) or backspace, each after
+/// moving the caret by -2..=2.
+fn keystrokes() -> impl Strategy<Value = (String, Vec<(u8, i8, char)>)> {
+    let key = (0u8..3, -2i8..3, prop::sample::select(vec!['x', '\n', 'é', '😀']));
+    (text(), prop::collection::vec(key, 1..60))
+}
+
 fn text_and_two_deltas() -> impl Strategy<Value = (String, Delta, Delta)> {
     text().prop_flat_map(|t| {
         let len = t.chars().count();
@@ -66,10 +73,42 @@ proptest! {
         let copied = a.apply(&t).unwrap();
         let mut in_place = t.clone();
         a.apply_in_place(&mut in_place).unwrap();
-        let mut rope = jumprope::JumpRope::from(&t);
+        let mut rope = jumprope::JumpRopeBuf::from(&t);
         a.apply_to_rope(&mut rope).unwrap();
         prop_assert_eq!(&copied, &in_place);
         prop_assert_eq!(copied, rope.to_string());
+    }
+
+    /// The server's text buffers runs of adjacent keystrokes (typing along,
+    /// backspacing) and applies a run when it breaks or the text is read:
+    /// keystrokes around a wandering caret, read now and then, must leave
+    /// it where they leave a plain string.
+    #[test]
+    fn the_buffered_rope_follows_keystrokes((t, keys) in keystrokes()) {
+        let mut string = t.clone();
+        let mut rope = jumprope::JumpRopeBuf::from(&t);
+        let mut caret = 0usize;
+        for (kind, jump, c) in keys {
+            let len = string.chars().count();
+            caret = (caret as isize + jump as isize).clamp(0, len as isize) as usize;
+            let mut d = Delta::new();
+            if kind < 2 {
+                d.retain(caret).insert(&c.to_string()).retain(len - caret);
+                caret += 1;
+            } else if caret > 0 {
+                d.retain(caret - 1).delete(1).retain(len - caret);
+                caret -= 1;
+            } else {
+                continue;
+            }
+            d.apply_in_place(&mut string).unwrap();
+            d.apply_to_rope(&mut rope).unwrap();
+            prop_assert_eq!(rope.len_chars(), string.chars().count());
+            if jump == 2 {
+                prop_assert_eq!(rope.to_string(), string.clone());
+            }
+        }
+        prop_assert_eq!(rope.to_string(), string);
     }
 
     #[test]

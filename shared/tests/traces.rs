@@ -54,7 +54,7 @@ fn sequential_traces_reach_their_end_content() {
         }
         assert_eq!(doc.revision().0 as usize, trace.patch_count(), "{name}");
         assert!(
-            doc.text() == trace.end_content.as_str(),
+            *doc.text() == trace.end_content.as_str(),
             "{name}: server text differs from endContent"
         );
         assert_eq!(client.text(), trace.end_content, "{name}: client text");
