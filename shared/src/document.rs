@@ -18,7 +18,6 @@
 //! [`Verdict::Resync`]. The last verdict per client is remembered, so a
 //! change resent after a reconnect is answered again, never applied twice.
 
-use std::cell::Ref;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -104,9 +103,10 @@ impl DocumentState {
         }
     }
 
-    /// The current text (applying the keystrokes the buffer holds first).
-    pub fn text(&self) -> Ref<'_, JumpRope> {
-        self.text.borrow()
+    /// The current text. Reading it applies the keystrokes the rope's
+    /// buffer holds first, hence `&mut`.
+    pub fn text(&mut self) -> &JumpRope {
+        self.text.as_mut()
     }
 
     /// Length of the current text in characters.

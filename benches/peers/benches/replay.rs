@@ -168,7 +168,7 @@ fn measure<I, D>(
     trace: &SequentialTrace,
     setup: impl Fn() -> I,
     replay: impl Fn(I) -> D,
-    texts: impl Fn(&D) -> Vec<String>,
+    texts: impl Fn(&mut D) -> Vec<String>,
 ) -> Row {
     eprintln!("replaying {} through {engine}", trace.name);
     let mut row = Row {
@@ -182,10 +182,10 @@ fn measure<I, D>(
         let input = setup();
         let baseline = peers::reset_peak();
         let start = Instant::now();
-        let doc = replay(input);
+        let mut doc = replay(input);
         let took = start.elapsed();
         row.peak_bytes = row.peak_bytes.max(peers::peak().saturating_sub(baseline));
-        for text in texts(&doc) {
+        for text in texts(&mut doc) {
             check(engine, trace, &text);
         }
         drop(doc);

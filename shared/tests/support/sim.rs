@@ -166,7 +166,7 @@ pub fn run(config: &Config, actions: &[Action]) -> Result<Report, String> {
         step(&mut server, &mut clients, &mut alphabet, action)?;
     }
     settle(&mut server, &mut clients)?;
-    check(config, &server, &clients)
+    check(config, &mut server, &clients)
 }
 
 fn step(server: &mut Server, clients: &mut [Client], alphabet: &mut Alphabet, action: &Action) -> Result<(), String> {
@@ -352,7 +352,7 @@ fn settle(server: &mut Server, clients: &mut [Client]) -> Result<(), String> {
     Err("the network never settled".into())
 }
 
-fn check(config: &Config, server: &Server, clients: &[Client]) -> Result<Report, String> {
+fn check(config: &Config, server: &mut Server, clients: &[Client]) -> Result<Report, String> {
     let final_text = server.doc.text().to_string();
 
     // (a) Every replica equals the server, byte for byte.
