@@ -109,11 +109,6 @@ impl DocumentState {
         self.text.as_mut()
     }
 
-    /// Length of the current text in characters.
-    pub fn len_chars(&self) -> usize {
-        self.len
-    }
-
     /// The current revision.
     pub fn revision(&self) -> Revision {
         self.revision
@@ -187,13 +182,8 @@ impl DocumentState {
             });
         }
 
-        // A change made on the current revision (the common case) has
-        // nothing to be rebased over.
-        let (delta, conflicts) = if since == self.window.len() {
-            (change.delta, Vec::new())
-        } else {
-            self.rebase(change.delta, since)?
-        };
+        let mut delta = change.delta;
+        let conflicts = self.rebase(&mut delta, since)?;
         if !conflicts.is_empty() {
             let verdict = Verdict::Rejected {
                 revision: self.revision,
@@ -322,17 +312,18 @@ impl DocumentState {
     }
 
     /// Rebases `delta`, made on the text before window entry `since`, over
-    /// every later entry. Returns the rebased delta and every conflict.
-    fn rebase(&self, mut delta: Delta, since: usize) -> Result<(Delta, Vec<Conflict>), Error> {
+    /// every later entry, in place (a change made on the current revision,
+    /// nearly every one, is not moved at all). Returns every conflict.
+    fn rebase(&self, delta: &mut Delta, since: usize) -> Result<Vec<Conflict>, Error> {
         let mut conflicts = Vec::new();
         for (i, committed) in self.window.range(since..).enumerate() {
             let i = since + i;
-            if let Some(section) = self.policy.conflict(&delta, &committed.sections) {
+            if let Some(section) = self.policy.conflict(delta, &committed.sections) {
                 conflicts.push(self.describe(section, since, i));
             }
-            delta = delta.rebase(&committed.change.delta)?;
+            *delta = delta.rebase(&committed.change.delta)?;
         }
-        Ok((delta, conflicts))
+        Ok(conflicts)
     }
 
     /// A conflict with window entry `at`, whose section is `section` on the

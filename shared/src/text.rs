@@ -179,7 +179,7 @@ impl LineCache {
                 #[cfg(debug_assertions)]
                 {
                     let text = text.borrow();
-                    debug_assert_eq!(
+                    assert_eq!(
                         (start, end),
                         (text.line_start(pos), text.line_end(pos)),
                         "stale line cache"
