@@ -73,7 +73,9 @@ start_redis() {
     redis-server --port "$redis_port" --bind 127.0.0.1 --daemonize yes \
         --dir "$dir/redis" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
         --appendonly yes --appendfsync always --save ""
-    for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return; sleep 0.1; done
+    # Until it answers PONG: while it reads its append-only file it answers
+    # LOADING, and redis-cli exits with 0 all the same.
+    for _ in $(seq 1 1200); do [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && return; sleep 0.1; done
     echo "redis did not start" >&2; exit 1
 }
 

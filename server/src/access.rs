@@ -141,19 +141,20 @@ impl Access {
     /// Through Redis as well: publishes there, and forwards what any server
     /// publishes to this server's connections.
     pub async fn cluster(url: &str) -> Result<Access, Error> {
-        use fred::prelude::{ClientLike, EventInterface, PubsubInterface};
+        use fred::prelude::{EventInterface, PubsubInterface};
         use fred::types::config::{Config, ReconnectPolicy};
         use fred::types::Builder;
+
+        use crate::cluster::started;
         let config = Config::from_url(url).map_err(|e| Error::Config(format!("redis url: {e}")))?;
         let policy = ReconnectPolicy::new_exponential(0, 50, 2000, 2);
-        let publisher = Builder::from_config(config.clone())
-            .set_policy(policy.clone())
-            .build()?;
-        publisher.init().await?;
-        let subscriber = Builder::from_config(config)
-            .set_policy(policy)
-            .build_subscriber_client()?;
-        subscriber.init().await?;
+        let publisher = started(|| Builder::from_config(config.clone()).set_policy(policy.clone()).build()).await?;
+        let subscriber = started(|| {
+            Builder::from_config(config.clone())
+                .set_policy(policy.clone())
+                .build_subscriber_client()
+        })
+        .await?;
         subscriber.manage_subscriptions();
         subscriber.subscribe(CHANNEL).await?;
         let local = Arc::<Listeners>::default();

@@ -101,19 +101,50 @@ fn snapshot_key(document: &str) -> String {
     format!("{PREFIX}:snapshot:{document}")
 }
 
+/// How long a starting app server waits for Redis to load its dataset.
+const LOADING_WAIT: Duration = Duration::from_secs(120);
+
+/// Builds a client with `build` and connects it, waiting while Redis
+/// answers `LOADING`: after a restart it reads its append-only file before
+/// it serves anyone, and an app server started meanwhile (a cluster started
+/// again, or a server restarted beside a restarting Redis) would otherwise
+/// give up at once. Each try is a new client (one whose first connection
+/// failed is not used again). Any other failure is returned as it comes.
+pub async fn started<C: ClientLike>(build: impl Fn() -> Result<C, fred::error::Error>) -> Result<C, Error> {
+    let deadline = tokio::time::Instant::now() + LOADING_WAIT;
+    let mut told = false;
+    loop {
+        let client = build()?;
+        match client.init().await {
+            Ok(_) => return Ok(client),
+            Err(error) if error.details().contains("LOADING") && tokio::time::Instant::now() < deadline => {
+                if !told {
+                    tracing::info!("redis is loading its dataset; waiting for it");
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 impl Cluster {
-    /// Connects to Redis as node `node`, reachable by the others at `advertise`.
+    /// Connects to Redis as node `node`, reachable by the others at `advertise`
+    /// (waiting while Redis loads its dataset, [`started`]).
     pub async fn connect(url: &str, node: &str, advertise: &str, lease_ttl: Duration) -> Result<Cluster, Error> {
         let config = Config::from_url(url).map_err(|e| Error::Config(format!("redis url: {e}")))?;
-        let redis = Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(2);
-                c.internal_command_timeout = Duration::from_secs(2);
-            })
-            .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2))
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2000, 2))
-            .build()?;
-        redis.init().await?;
+        let redis = started(|| {
+            Builder::from_config(config.clone())
+                .with_connection_config(|c| {
+                    c.connection_timeout = Duration::from_secs(2);
+                    c.internal_command_timeout = Duration::from_secs(2);
+                })
+                .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2))
+                .set_policy(ReconnectPolicy::new_exponential(0, 50, 2000, 2))
+                .build()
+        })
+        .await?;
         Ok(Cluster {
             redis,
             node: node.to_owned(),
