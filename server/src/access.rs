@@ -142,19 +142,11 @@ impl Access {
     /// publishes to this server's connections.
     pub async fn cluster(url: &str) -> Result<Access, Error> {
         use fred::prelude::{EventInterface, PubsubInterface};
-        use fred::types::config::{Config, ReconnectPolicy};
-        use fred::types::Builder;
 
-        use crate::cluster::started;
-        let config = Config::from_url(url).map_err(|e| Error::Config(format!("redis url: {e}")))?;
-        let policy = ReconnectPolicy::new_exponential(0, 50, 2000, 2);
-        let publisher = started(|| Builder::from_config(config.clone()).set_policy(policy.clone()).build()).await?;
-        let subscriber = started(|| {
-            Builder::from_config(config.clone())
-                .set_policy(policy.clone())
-                .build_subscriber_client()
-        })
-        .await?;
+        use crate::cluster::{builder, started};
+        let builder = builder(url)?;
+        let publisher = started(|| builder.build()).await?;
+        let subscriber = started(|| builder.build_subscriber_client()).await?;
         subscriber.manage_subscriptions();
         subscriber.subscribe(CHANNEL).await?;
         let local = Arc::<Listeners>::default();

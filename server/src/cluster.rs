@@ -104,13 +104,22 @@ fn snapshot_key(document: &str) -> String {
 /// How long a starting app server waits for Redis to load its dataset.
 const LOADING_WAIT: Duration = Duration::from_secs(120);
 
+/// The settings of this server's Redis clients, from `url`: they reconnect
+/// at once, then back off to one try every 2 s.
+pub(crate) fn builder(url: &str) -> Result<Builder, Error> {
+    let config = Config::from_url(url).map_err(|e| Error::Config(format!("redis url: {e}")))?;
+    let mut builder = Builder::from_config(config);
+    builder.set_policy(ReconnectPolicy::new_exponential(0, 50, 2000, 2));
+    Ok(builder)
+}
+
 /// Builds a client with `build` and connects it, waiting while Redis
 /// answers `LOADING`: after a restart it reads its append-only file before
 /// it serves anyone, and an app server started meanwhile (a cluster started
 /// again, or a server restarted beside a restarting Redis) would otherwise
 /// give up at once. Each try is a new client (one whose first connection
 /// failed is not used again). Any other failure is returned as it comes.
-pub async fn started<C: ClientLike>(build: impl Fn() -> Result<C, fred::error::Error>) -> Result<C, Error> {
+pub(crate) async fn started<C: ClientLike>(build: impl Fn() -> Result<C, fred::error::Error>) -> Result<C, Error> {
     let deadline = tokio::time::Instant::now() + LOADING_WAIT;
     let mut told = false;
     loop {
@@ -133,18 +142,14 @@ impl Cluster {
     /// Connects to Redis as node `node`, reachable by the others at `advertise`
     /// (waiting while Redis loads its dataset, [`started`]).
     pub async fn connect(url: &str, node: &str, advertise: &str, lease_ttl: Duration) -> Result<Cluster, Error> {
-        let config = Config::from_url(url).map_err(|e| Error::Config(format!("redis url: {e}")))?;
-        let redis = started(|| {
-            Builder::from_config(config.clone())
-                .with_connection_config(|c| {
-                    c.connection_timeout = Duration::from_secs(2);
-                    c.internal_command_timeout = Duration::from_secs(2);
-                })
-                .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2))
-                .set_policy(ReconnectPolicy::new_exponential(0, 50, 2000, 2))
-                .build()
-        })
-        .await?;
+        let mut builder = builder(url)?;
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+            })
+            .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2));
+        let redis = started(|| builder.build()).await?;
         Ok(Cluster {
             redis,
             node: node.to_owned(),

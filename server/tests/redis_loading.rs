@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use collab::access::Access;
 use collab::cluster::{Cluster, Owner};
+use support::cluster::free_ports;
 use support::TempDir;
 
 /// Keys in the append-only file, each read with a pause of
@@ -75,18 +76,10 @@ impl Drop for Redis {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_server_waits_for_redis_to_load_its_dataset() {
     let dir = TempDir::new("redis-loading");
-    let port = free_port();
+    let port = free_ports(1);
     let redis = Redis::start(port, &dir, &[]);
     let sets: String = (0..KEYS).map(|i| format!("SET filler:{i} {i}\r\n")).collect();
     let piped = redis.cli(&["--pipe"], Some(sets));

@@ -32,7 +32,7 @@ fn root() -> PathBuf {
 }
 
 /// A base port with the next `count` ports free.
-fn free_ports(count: u16) -> u16 {
+pub fn free_ports(count: u16) -> u16 {
     let mut seed = [0u8; 2];
     getrandom::getrandom(&mut seed).unwrap();
     'search: for attempt in 0..200u16 {
